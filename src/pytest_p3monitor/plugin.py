@@ -1,0 +1,135 @@
+"""The pytest entry point: options, then (only with ``--p3monitor``) the monitor.
+
+Kept thin on purpose: without ``--p3monitor`` this module is all that is imported, and it
+opens nothing, starts nothing and imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from .config import enabled
+
+if TYPE_CHECKING:
+    from pluggy import PluginManager
+
+#: Feature plugins registered next to the session monitor when p3monitor is on:
+#: (registration name, "module:Class"). Each is imported only when enabled, and is
+#: constructed as ``Class(config, monitor)``.
+FEATURES: tuple[tuple[str, str], ...] = ()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("p3monitor", "test-run health monitoring (pytest-p3monitor)")
+
+    def both(
+        cli: str,
+        ini: str,
+        help: str,
+        *,
+        ini_type: str | None = None,
+        default: object = None,
+        metavar: str | None = None,
+        append: bool = False,
+    ) -> None:
+        group.addoption(
+            cli,
+            action="append" if append else "store",
+            dest=ini,
+            default=None,
+            metavar=metavar,
+            help=f"{help} (ini: {ini})",
+        )
+        parser.addini(ini, help, type=ini_type, default=default)  # type: ignore[arg-type]
+
+    group.addoption(
+        "--p3monitor",
+        action="store_true",
+        dest="p3monitor",
+        default=None,
+        help="record this session's tests, resources and health (ini: p3monitor = true)",
+    )
+    parser.addini("p3monitor", "enable pytest-p3monitor", type="bool", default=False)
+
+    both(
+        "--p3monitor-db",
+        "p3monitor_db",
+        "results store: a path (SQLite, default .p3monitor/results.db) or postgresql://... "
+        "[env P3MONITOR_DB]",
+        metavar="URL",
+    )
+    both(
+        "--p3monitor-json",
+        "p3monitor_json",
+        "write the session's health report (JSON) to PATH",
+        metavar="PATH",
+    )
+    both(
+        "--p3monitor-containers",
+        "p3monitor_containers",
+        "containers to sample: none, all, or Docker filters such as "
+        "label=com.docker.compose.project=app (repeatable)",
+        ini_type="linelist",
+        default=[],
+        metavar="FILTER",
+        append=True,
+    )
+    both(
+        "--p3monitor-sample-interval",
+        "p3monitor_sample_interval",
+        "seconds between resource samples",
+        metavar="S",
+    )
+    both(
+        "--p3monitor-fail-on",
+        "p3monitor_fail_on",
+        "a rule 'METRIC OP VALUE[UNIT]' that fails the session when crossed (repeatable)",
+        ini_type="linelist",
+        default=[],
+        metavar="RULE",
+        append=True,
+    )
+    both(
+        "--p3monitor-warn-on",
+        "p3monitor_warn_on",
+        "a rule 'METRIC OP VALUE[UNIT]' that only warns when crossed (repeatable)",
+        ini_type="linelist",
+        default=[],
+        metavar="RULE",
+        append=True,
+    )
+    group.addoption(
+        "--p3monitor-commit",
+        dest="p3monitor_commit",
+        metavar="SHA",
+        help="commit of this run (default: the CI's variables, else git) [env P3MONITOR_COMMIT]",
+    )
+    group.addoption(
+        "--p3monitor-branch",
+        dest="p3monitor_branch",
+        metavar="NAME",
+        help="branch of this run (default: the CI's variables, else git) [env P3MONITOR_BRANCH]",
+    )
+
+
+def pytest_addhooks(pluginmanager: PluginManager) -> None:
+    from . import hooks
+
+    pluginmanager.add_hookspecs(hooks)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    if not enabled(config):
+        return
+    # Imported here so that sessions without --p3monitor never pay for it.
+    from .session import MonitorSession
+
+    monitor = MonitorSession(config)
+    config.pluginmanager.register(monitor, MonitorSession.name)
+    for name, target in FEATURES:
+        module_name, _, class_name = target.partition(":")
+        module = __import__(module_name, fromlist=[class_name])
+        config.pluginmanager.register(getattr(module, class_name)(config, monitor), name)

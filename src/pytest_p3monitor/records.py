@@ -1,0 +1,137 @@
+"""The records that flow one way: hooks -> records -> store and report.
+
+Everything here is plain data. Analysis modules (flaky, rules, health) take these
+records and the store's history rows and return new values; they never touch pytest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Outcome = Literal["passed", "failed", "error", "skipped", "xfailed", "xpassed"]
+OUTCOMES: tuple[Outcome, ...] = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+
+#: Outcomes that count as a failure of the test in history analysis.
+FAILING_OUTCOMES: frozenset[str] = frozenset({"failed", "error"})
+#: Outcomes that count as a success of the test in history analysis.
+PASSING_OUTCOMES: frozenset[str] = frozenset({"passed", "xfailed"})
+
+
+@dataclass(frozen=True)
+class CIInfo:
+    """Where a run happened, as the CI system tells it (all None outside CI)."""
+
+    provider: str | None = None
+    run_id: str | None = None
+    job: str | None = None
+    url: str | None = None
+
+
+@dataclass
+class RunInfo:
+    """One pytest session."""
+
+    run_id: str
+    started_at: float  # epoch seconds
+    commit: str | None = None
+    branch: str | None = None
+    ci: CIInfo = field(default_factory=CIInfo)
+    hostname: str = ""
+    python: str = ""
+    pytest: str = ""
+    workers: int = 0  # xdist workers; 0 for a session without xdist
+    finished_at: float | None = None
+    exit_status: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunInfo:
+        values = dict(data)
+        values["ci"] = CIInfo(**(values.get("ci") or {}))
+        return cls(**values)
+
+
+@dataclass
+class TestRecord:
+    """One test item in one run. Reruns and subtests are counted here, never duplicated."""
+
+    __test__ = False  # not a test class, despite the name
+
+    nodeid: str
+    outcome: Outcome = "passed"
+    file: str | None = None
+    line: int | None = None
+    setup_s: float = 0.0
+    call_s: float = 0.0
+    teardown_s: float = 0.0
+    start: float | None = None  # epoch seconds, first phase of the first attempt
+    stop: float | None = None  # epoch seconds, last phase of the last attempt
+    reruns: int = 0
+    worker: str | None = None
+    message: str | None = None  # short failure message
+    subtests_failed: int = 0
+    #: the test's own figures (resources, ...): name -> number
+    figures: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        return self.setup_s + self.call_s + self.teardown_s
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["duration_s"] = self.duration_s
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TestRecord:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One past result of one test, as the store returns it for analysis.
+
+    Rows of one test come ordered oldest first. ``run_seq`` orders runs across the store.
+    """
+
+    run_seq: int
+    run_id: str
+    started_at: float
+    commit: str | None
+    branch: str | None
+    outcome: str
+    reruns: int
+    duration_s: float
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One past run with its counts, as the store returns it."""
+
+    run_seq: int
+    run: RunInfo
+    tests: int
+    passed: int
+    failed: int
+    errors: int
+    skipped: int
+    xfailed: int
+    xpassed: int
+    reruns: int
+    test_execution_time_s: float
+    #: session-level figures stored with the run (resource peaks, phases, health score ...)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def success_rate(self) -> float | None:
+        """Percent of executed tests (not skipped) that did not fail; None when none ran."""
+        executed = self.tests - self.skipped
+        if executed <= 0:
+            return None
+        return 100.0 * (executed - self.failed - self.errors) / executed

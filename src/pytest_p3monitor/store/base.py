@@ -1,0 +1,87 @@
+"""The results store interface. SQLite and PostgreSQL are two implementations of it.
+
+The analysis code only ever sees :class:`~pytest_p3monitor.records.HistoryRow` and
+:class:`~pytest_p3monitor.records.RunRow`; SQL differences stay inside the backends.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ..records import HistoryRow, RunInfo, RunRow, TestRecord
+
+#: Version of the schema this code writes. Each backend has one migration per version step.
+SCHEMA_VERSION = 1
+
+
+class StoreError(Exception):
+    """The store cannot be used. The message says what is wrong and what to do."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or opened (path not writable, server down, bad password)."""
+
+
+class StoreCorrupt(StoreError):
+    """The file or database exists but is not a p3monitor store we can read."""
+
+
+class SchemaTooNew(StoreError):
+    """The store was written by a newer pytest-p3monitor; this version must not touch it."""
+
+
+class Store(abc.ABC):
+    """A results store. Opened by :func:`pytest_p3monitor.store.open_store`."""
+
+    #: where the store is, safe to print (no password)
+    display_url: str
+
+    # -- writing ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def save_run(
+        self, run: RunInfo, tests: Sequence[TestRecord], metrics: dict[str, Any]
+    ) -> None:
+        """Store one run and its test results in one transaction.
+
+        Saving a run whose ``run_id`` is already stored is a no-op (so an outbox flush
+        can be retried safely).
+        """
+
+    @abc.abstractmethod
+    def prune(self, older_than: float) -> int:
+        """Delete runs that started before ``older_than`` (epoch seconds); return how many."""
+
+    # -- reading ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def recent_runs(
+        self, limit: int = 20, branch: str | None = None, since: float | None = None
+    ) -> list[RunRow]:
+        """Runs newest first, at most ``limit``, optionally of one branch / since a time."""
+
+    @abc.abstractmethod
+    def test_history(
+        self, nodeid: str, limit: int = 100, branch: str | None = None
+    ) -> list[HistoryRow]:
+        """The last ``limit`` results of one test, oldest first."""
+
+    @abc.abstractmethod
+    def histories(
+        self,
+        window: int = 100,
+        branch: str | None = None,
+        nodeids: Sequence[str | None] = None,
+    ) -> Iterator[tuple[str, list[HistoryRow]]]:
+        """Stream ``(nodeid, rows)`` for every test (or the given ones): its last ``window``
+        results, oldest first. Tests come one at a time so memory stays bounded."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
