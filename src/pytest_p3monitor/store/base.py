@@ -71,7 +71,7 @@ class Store(abc.ABC):
         self,
         window: int = 100,
         branch: str | None = None,
-        nodeids: Sequence[str | None] = None,
+        nodeids: Sequence[str] | None = None,
     ) -> Iterator[tuple[str, list[HistoryRow]]]:
         """Stream ``(nodeid, rows)`` for every test (or the given ones): its last ``window``
         results, oldest first. Tests come one at a time so memory stays bounded."""
