@@ -1,0 +1,337 @@
+"""Rules: the grammar, the metric registry, and evaluation (pure, no pytest session)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_p3monitor.rules import (
+    METRICS,
+    OPERATORS,
+    UNITS,
+    Rule,
+    RuleError,
+    evaluate,
+    evaluate_rule,
+    format_value,
+    lookup_metric,
+    parse_rule,
+    parse_value,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "metric", "op", "value", "unit"),
+    [
+        ("success_rate < 95%", "success_rate", "<", 95.0, "%"),
+        ("success_rate<95", "success_rate", "<", 95.0, ""),
+        ("  test_duration   >=  10s ", "test_duration", ">=", 10.0, "s"),
+        ("test_duration > 250ms", "test_duration", ">", 0.25, "ms"),
+        ("test_execution_time > 3m", "test_execution_time", ">", 180.0, "m"),
+        ("total_time > 1.5h", "total_time", ">", 5400.0, "h"),
+        ("peak_rss > 512MiB", "peak_rss", ">", 512 * 1024**2, "MiB"),
+        ("test_rss > 1.5 GiB", "test_rss", ">", 1.5 * 1024**3, "GiB"),
+        ("peak_rss > 100KiB", "peak_rss", ">", 102400.0, "KiB"),
+        ("peak_rss > 100B", "peak_rss", ">", 100.0, "B"),
+        ("cost_per_build > 2$", "cost_per_build", ">", 2.0, "$"),
+        ("cost_per_build > $0.75", "cost_per_build", ">", 0.75, "$"),
+        ("failed != 0", "failed", "!=", 0.0, ""),
+        ("errors == 0", "errors", "==", 0.0, ""),
+        ("health_score <= 85", "health_score", "<=", 85.0, ""),
+        ("flaky_rate > 5%", "flaky_rate", ">", 5.0, "%"),
+        ("duration_regression > 50%", "duration_regression", ">", 50.0, "%"),
+        ("ci_success_rate < 8e1%", "ci_success_rate", "<", 80.0, "%"),
+        ("docker_build_time > 120s", "docker_build_time", ">", 120.0, "s"),
+        # a phase recorded by the p3monitor fixture: PHASE_time
+        ("db_migration_time > 30s", "db_migration_time", ">", 30.0, "s"),
+    ],
+)
+def test_parse(text: str, metric: str, op: str, value: float, unit: str) -> None:
+    rule = parse_rule(text)
+    assert (rule.metric, rule.op, rule.unit) == (metric, op, unit)
+    assert rule.value == pytest.approx(value)
+
+
+def test_canonical_text_round_trips() -> None:
+    rule = parse_rule("  peak_rss>1.5GiB")
+    assert rule.text == "peak_rss > 1.5GiB"
+    assert parse_rule(rule.text) == rule
+    assert str(parse_rule("cost_per_build>2$")) == "cost_per_build > $2"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "the rule is empty"),
+        ("   ", "the rule is empty"),
+        ("< 95%", "starts with a metric name"),
+        ("95% > success_rate", "starts with a metric name"),
+        ("sucess_rate < 95%", "did you mean 'success_rate'?"),
+        ("tests_execution_time > 1s", "did you mean 'test_execution_time'?"),
+        ("Success_Rate < 95%", "did you mean 'success_rate'?"),
+        ("memory > 80%", "unknown metric 'memory'"),
+        ("success_rate 95%", "an operator (< <= > >= == !=) is missing after 'success_rate'"),
+        ("success_rate = 95%", "write '=='"),
+        ("success_rate => 95%", "write '>='"),
+        ("success_rate <> 95%", "write '!='"),
+        ("success_rate <", "a value is missing after '<'"),
+        ("success_rate < abc", "'abc' is not a number"),
+        ("success_rate < nan", "'nan' is not a number"),
+        ("success_rate < inf", "'inf' is not a number"),
+        ("success_rate < 1e999", "too large"),
+        ("peak_rss > 1e308GiB", "too large"),
+        ("test_duration > 10sec", "unknown unit 'sec'; write 's'"),
+        ("peak_rss > 1GB", "unknown unit 'GB'; write 'GiB'"),
+        ("test_duration > 10 furlongs", "unknown unit 'furlongs'"),
+        ("test_duration > 10%", "test_duration is a duration (ms, s, m or h); '%' does not fit"),
+        ("success_rate < 10s", "success_rate is a percentage (%); 's' does not fit"),
+        ("failed > 2%", "failed is a count (no unit)"),
+        ("peak_rss > 5m", "peak_rss is a size (B, KiB, MiB or GiB)"),
+        ("cost_per_build > $2s", "mixes '$'"),
+        ("success_rate < 95% and failed > 0", "unexpected 'and failed > 0'"),
+        ("test_duration > -1s", "never negative"),
+    ],
+)
+def test_parse_errors(text: str, expected: str) -> None:
+    with pytest.raises(RuleError) as excinfo:
+        parse_rule(text)
+    assert expected in str(excinfo.value)
+    assert excinfo.value.text == text
+    assert isinstance(excinfo.value, ValueError)
+
+
+def test_every_registered_metric_parses_with_a_fitting_unit() -> None:
+    unit_for = {"percent": "%", "time": "s", "bytes": "MiB", "money": "$", "count": "", "score": ""}
+    for name, metric in METRICS.items():
+        rule = parse_rule(f"{name} > 1{unit_for[metric.family]}")
+        assert rule.metric == name
+        assert rule.kind == metric.kind
+        assert metric.description
+
+
+def test_extra_metrics_are_known() -> None:
+    extra = {"image_size": METRICS["peak_rss"].__class__("image_size", "session", "bytes", "x")}
+    assert parse_rule("image_size > 1GiB", extra).value == 1024**3
+    with pytest.raises(RuleError, match="did you mean 'image_size'"):
+        parse_rule("image_sise > 1GiB", extra)
+
+
+def test_lookup_phase_metric_unless_near_miss() -> None:
+    metric, suggestion = lookup_metric("docker_push_time")
+    assert metric is not None
+    assert metric.family == "time"
+    assert suggestion is None
+    metric, suggestion = lookup_metric("total_tme")
+    assert metric is None
+    assert suggestion == "total_time"
+    metric, suggestion = lookup_metric("_time")
+    assert metric is None
+
+
+def test_parse_value() -> None:
+    assert parse_value("95%") == (95.0, "%")
+    assert parse_value(" 1.5 GiB ") == (1.5, "GiB")
+    assert parse_value("$3") == (3.0, "$")
+    assert parse_value(".5") == (0.5, "")
+    with pytest.raises(ValueError, match="a number is missing"):
+        parse_value("")
+
+
+# -- evaluation ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("op", "below", "equal", "above"),
+    [
+        ("<", True, False, False),
+        ("<=", True, True, False),
+        (">", False, False, True),
+        (">=", False, True, True),
+        ("==", False, True, False),
+        ("!=", True, False, True),
+    ],
+)
+def test_operators_below_equal_above(op: str, below: bool, equal: bool, above: bool) -> None:
+    rule = parse_rule(f"success_rate {op} 95%")
+    assert [rule.crossed(v) for v in (94.9, 95.0, 95.1)] == [below, equal, above]
+
+
+def test_session_metric_crossed_message_names_figure_and_threshold() -> None:
+    rule = parse_rule("test_execution_time > 3m")
+    (result,) = evaluate([rule], {"test_execution_time": 200.0}, "critical")
+    assert result.crossed
+    assert result.value == 200.0
+    assert result.message == "test_execution_time is 3.33m (threshold: test_execution_time > 3m)"
+    alert = result.to_dict()
+    assert alert["severity"] == "critical"
+    assert alert["threshold"] == 180.0
+    assert alert["metric"] == "test_execution_time"
+
+
+def test_session_metric_ok() -> None:
+    result = evaluate_rule(parse_rule("failed > 0"), {"failed": 0}, "warning")
+    assert result.status == "ok"
+    assert not result.crossed
+
+
+def test_not_measured_is_not_evaluated_never_crossed() -> None:
+    for metrics in ({}, {"peak_memory_percent": None}, {"peak_memory_percent": math.nan}):
+        result = evaluate_rule(parse_rule("peak_memory_percent > 0%"), metrics, "critical")
+        assert result.status == "not_evaluated"
+        assert not result.crossed
+        assert result.value is None
+    result = evaluate_rule(parse_rule("peak_memory_percent > 0%"), {}, "critical")
+    assert "needs resource sampling" in result.message
+
+
+def test_per_test_metric_names_the_tests_worst_first() -> None:
+    durations = {"t.py::a": 2.0, "t.py::b": 0.5, "t.py::c": 3.0, "t.py::d": 1.0}
+    result = evaluate_rule(
+        parse_rule("test_duration > 1s"), {"test_duration": durations}, "critical"
+    )
+    assert result.crossed
+    assert result.tests == ("t.py::c", "t.py::a")
+    assert result.value == 3.0
+    assert result.message == "test_duration > 1s: 2 tests crossed: t.py::c (3s), t.py::a (2s)"
+
+
+def test_per_test_metric_lower_bound_sorts_ascending() -> None:
+    result = evaluate_rule(
+        parse_rule("test_duration < 1s"), {"test_duration": {"a": 0.5, "b": 0.1, "c": 2}}, "warning"
+    )
+    assert result.tests == ("b", "a")
+    assert result.value == 0.1
+
+
+def test_per_test_metric_lists_five_then_counts() -> None:
+    durations = {f"t{i}": float(i) for i in range(10, 20)}
+    result = evaluate_rule(
+        parse_rule("test_duration > 1s"), {"test_duration": durations}, "warning"
+    )
+    assert len(result.tests) == 10
+    assert result.message.endswith("and 5 more")
+    assert "t19 (19s)" in result.message
+
+
+def test_per_test_metric_ok_and_empty() -> None:
+    rule = parse_rule("test_duration > 10s")
+    ok = evaluate_rule(rule, {"test_duration": {"a": 1.0}}, "critical")
+    assert ok.status == "ok"
+    assert ok.tests == ()
+    empty = evaluate_rule(rule, {"test_duration": {}}, "critical")
+    assert empty.status == "not_evaluated"
+
+
+def test_format_value() -> None:
+    assert format_value(95.0, "percent") == "95%"
+    assert format_value(91.234, "percent") == "91.23%"
+    assert format_value(0.1234, "percent") == "0.123%"
+    assert format_value(0.25, "time") == "250ms"
+    assert format_value(12.5, "time") == "12.5s"
+    assert format_value(600, "time") == "10m"
+    assert format_value(7200, "time") == "2h"
+    assert format_value(1536 * 1024**2, "bytes") == "1.5GiB"
+    assert format_value(3.0, "money") == "$3.00"
+    assert format_value(7, "count") == "7"
+    assert format_value(1536 * 1024**2, "bytes", "MiB") == "1536MiB"
+    assert format_value(0.5, "money", "$") == "$0.5"
+
+
+# -- properties ---------------------------------------------------------------------------------
+
+_numbers = st.floats(min_value=0, max_value=1e9, allow_nan=False, allow_infinity=False)
+
+
+def _parse_or_error(text: str) -> Rule | RuleError:
+    try:
+        return parse_rule(text)
+    except RuleError as exc:
+        return exc
+
+
+@given(st.text(max_size=60))
+def test_any_text_gives_a_rule_or_a_rule_error(text: str) -> None:
+    rule = _parse_or_error(text)
+    if isinstance(rule, RuleError):
+        assert str(rule)
+        assert rule.text == text
+    else:
+        assert math.isfinite(rule.value)
+        assert rule.op in OPERATORS
+
+
+_pieces = st.sampled_from(
+    [
+        *METRICS,
+        *OPERATORS,
+        *UNITS,
+        " ",
+        "",
+        "=",
+        "!",
+        "$",
+        "-",
+        "+",
+        ".",
+        "e",
+        "1",
+        "95",
+        "1e3",
+        "sec",
+        "x",
+        "_time",
+        "%%",
+        "\t",
+        "\n",
+        "é",
+        "0.5",
+    ]
+)
+
+
+@given(st.lists(_pieces, max_size=8).map("".join))
+def test_rule_shaped_text_gives_a_rule_or_a_rule_error(text: str) -> None:
+    rule = _parse_or_error(text)
+    if isinstance(rule, RuleError):
+        assert str(rule)
+    else:
+        # whatever parsed re-parses from its canonical text to the same rule
+        assert parse_rule(rule.text).metric == rule.metric
+        assert parse_rule(rule.text).op == rule.op
+
+
+@given(st.sampled_from(sorted(METRICS)), st.sampled_from(sorted(OPERATORS)), _numbers)
+def test_valid_rules_round_trip(name: str, op: str, number: float) -> None:
+    family = METRICS[name].family
+    unit = {"percent": "%", "time": "s", "bytes": "B", "money": "$"}.get(family, "")
+    text = f"{name} {op} {number!r}{unit}"
+    rule = parse_rule(text)
+    assert rule.value == pytest.approx(number)
+    assert rule.crossed(number) == OPERATORS[op](number, rule.value)
+
+
+@given(
+    st.sampled_from(sorted(OPERATORS)),
+    _numbers,
+    st.dictionaries(st.text(min_size=1, max_size=5), _numbers, max_size=8),
+)
+def test_per_test_crossed_iff_some_test_crosses(
+    op: str, threshold: float, durations: dict[str, float]
+) -> None:
+    rule = parse_rule(f"test_duration {op} {threshold!r}s")
+    result = evaluate_rule(rule, {"test_duration": durations}, "critical")
+    crossing = {k for k, v in durations.items() if OPERATORS[op](v, rule.value)}
+    if not durations:
+        assert result.status == "not_evaluated"
+    else:
+        assert result.crossed == bool(crossing)
+        assert set(result.tests) == crossing
+
+
+def test_figure_shown_precisely_enough_to_differ_from_threshold() -> None:
+    result = evaluate_rule(parse_rule("success_rate < 95%"), {"success_rate": 94.9996}, "critical")
+    assert result.message == "success_rate is 94.9996% (threshold: success_rate < 95%)"
+    assert parse_rule("success_rate < 95.125%").threshold_text == "95.125%"
