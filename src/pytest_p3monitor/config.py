@@ -38,7 +38,9 @@ def enabled(config: pytest.Config) -> bool:
         return False
 
 
-def setting(config: pytest.Config, dest: str, *, env: str | None = None, ini: bool = True) -> Setting:
+def setting(
+    config: pytest.Config, dest: str, *, env: str | None = None, ini: bool = True
+) -> Setting:
     """The value of one scalar setting: CLI, then ``env``, then the ini key ``dest``."""
     cli_value = config.getoption(dest, None)
     if cli_value is not None and cli_value != []:

@@ -7,6 +7,7 @@ records and the store's history rows and return new values; they never touch pyt
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -131,7 +132,24 @@ class RunRow:
     @property
     def success_rate(self) -> float | None:
         """Percent of executed tests (not skipped) that did not fail; None when none ran."""
-        executed = self.tests - self.skipped
-        if executed <= 0:
-            return None
-        return 100.0 * (executed - self.failed - self.errors) / executed
+        return success_rate(self.tests, self.skipped, self.failed, self.errors)
+
+
+def execution_time_s(tests: Sequence[TestRecord]) -> float:
+    """Wall time spent running tests: first start to last stop (parallel workers overlap).
+
+    Falls back to the sum of the tests' durations where start/stop are unknown.
+    """
+    starts = [t.start for t in tests if t.start is not None]
+    stops = [t.stop for t in tests if t.stop is not None]
+    if starts and stops:
+        return max(0.0, max(stops) - min(starts))
+    return sum(t.duration_s for t in tests)
+
+
+def success_rate(tests: int, skipped: int, failed: int, errors: int) -> float | None:
+    """Percent of executed (not skipped) tests that did not fail; None when none ran."""
+    executed = tests - skipped
+    if executed <= 0:
+        return None
+    return 100.0 * (executed - failed - errors) / executed

@@ -12,9 +12,6 @@ from typing import Any
 
 from ..records import HistoryRow, RunInfo, RunRow, TestRecord
 
-#: Version of the schema this code writes. Each backend has one migration per version step.
-SCHEMA_VERSION = 1
-
 
 class StoreError(Exception):
     """The store cannot be used. The message says what is wrong and what to do."""
@@ -40,9 +37,7 @@ class Store(abc.ABC):
 
     # -- writing ---------------------------------------------------------------------------
     @abc.abstractmethod
-    def save_run(
-        self, run: RunInfo, tests: Sequence[TestRecord], metrics: dict[str, Any]
-    ) -> None:
+    def save_run(self, run: RunInfo, tests: Sequence[TestRecord], metrics: dict[str, Any]) -> None:
         """Store one run and its test results in one transaction.
 
         Saving a run whose ``run_id`` is already stored is a no-op (so an outbox flush

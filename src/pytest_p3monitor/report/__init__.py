@@ -1,0 +1,1 @@
+"""The session's health report: building it (json_report) and showing it (terminal)."""

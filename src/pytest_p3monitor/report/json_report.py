@@ -1,0 +1,152 @@
+"""The ``p3monitor-report/1`` health report: one JSON object, every key always present.
+
+:func:`build` fills what the foundation measures (run, timings, outcomes, tests); the
+feature plugins fill the rest in the ``pytest_p3monitor_measure`` and
+``pytest_p3monitor_evaluate`` hooks. Keys not measured stay null or empty.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..fsutil import atomic_write_text
+from ..records import RunInfo, TestRecord, execution_time_s, success_rate
+
+SCHEMA = "p3monitor-report/1"
+SLOWEST = 10
+DEFAULT_WEIGHTS = {
+    "reliability": 0.4,
+    "performance": 0.3,
+    "efficiency": 0.2,
+    "user_satisfaction": 0.1,
+}
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def run_section(run: RunInfo) -> dict[str, Any]:
+    return {
+        "id": run.run_id,
+        "commit": run.commit,
+        "branch": run.branch,
+        "ci": {
+            "provider": run.ci.provider,
+            "run_id": run.ci.run_id,
+            "job": run.ci.job,
+            "url": run.ci.url,
+        },
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
+        "hostname": run.hostname,
+        "python": run.python,
+        "pytest": run.pytest,
+        "workers": run.workers,
+        "exit_status": run.exit_status,
+    }
+
+
+def test_entry(t: TestRecord) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "nodeid": t.nodeid,
+        "file": t.file,
+        "line": t.line,
+        "outcome": t.outcome,
+        "duration_s": round(t.duration_s, 6),
+        "setup_s": round(t.setup_s, 6),
+        "call_s": round(t.call_s, 6),
+        "teardown_s": round(t.teardown_s, 6),
+        "start": iso(t.start),
+        "stop": iso(t.stop),
+        "reruns": t.reruns,
+        "worker": t.worker,
+        "message": t.message,
+    }
+    if t.subtests_failed:
+        entry["subtests_failed"] = t.subtests_failed
+    for name, value in t.figures.items():
+        entry.setdefault(name, value)
+    return entry
+
+
+def slowest(tests: Sequence[TestRecord], n: int = SLOWEST) -> list[dict[str, Any]]:
+    ranked = sorted(tests, key=lambda t: t.duration_s, reverse=True)[:n]
+    return [{"nodeid": t.nodeid, "duration_s": round(t.duration_s, 6)} for t in ranked]
+
+
+def build(run: RunInfo, tests: Sequence[TestRecord]) -> dict[str, Any]:
+    """The report for a finished session, with every key of the schema."""
+    counts = Counter(t.outcome for t in tests)
+    total_time = None if run.finished_at is None else run.finished_at - run.started_at
+    rate = success_rate(len(tests), counts["skipped"], counts["failed"], counts["error"])
+    return {
+        "schema": SCHEMA,
+        "timestamp": iso(run.finished_at or run.started_at),
+        "run": run_section(run),
+        "health_score": None,
+        "health": {
+            "reliability": None,
+            "performance": None,
+            "efficiency": None,
+            "user_satisfaction": None,
+            "weights": dict(DEFAULT_WEIGHTS),
+        },
+        "metrics": {
+            "performance": {
+                "total_time_s": None if total_time is None else round(total_time, 6),
+                "test_execution_time_s": round(execution_time_s(tests), 6),
+                "tests_duration_sum_s": round(sum(t.duration_s for t in tests), 6),
+                "phases": {},
+                "slowest": slowest(tests),
+            },
+            "reliability": {
+                "tests": len(tests),
+                "passed": counts["passed"],
+                "failed": counts["failed"],
+                "skipped": counts["skipped"],
+                "errors": counts["error"],
+                "xfailed": counts["xfailed"],
+                "xpassed": counts["xpassed"],
+                "reruns": sum(t.reruns for t in tests),
+                "success_rate": None if rate is None else round(rate, 4),
+                "flaky_in_session": [],
+            },
+            "resource_usage": {
+                "process": {
+                    "cpu_percent_peak": None,
+                    "cpu_percent_mean": None,
+                    "rss_bytes_peak": None,
+                    "memory_percent_peak": None,
+                },
+                "containers": [],
+            },
+        },
+        "tests": [test_entry(t) for t in tests],
+        "flaky": [],
+        "trends": {"last_24h": None, "last_7d": None, "last_30d": None},
+        "alerts": [],
+        "recommendations": [],
+    }
+
+
+def stored_metrics(report: dict[str, Any]) -> dict[str, Any]:
+    """The session-level part of the report kept with the run in the store."""
+    return {
+        "health_score": report.get("health_score"),
+        "health": report.get("health"),
+        "metrics": report.get("metrics"),
+        "alerts": report.get("alerts"),
+    }
+
+
+def write(report: dict[str, Any], path: Path) -> None:
+    """Write the report atomically (temporary file, then rename)."""
+    atomic_write_text(path, json.dumps(report, indent=2, default=str) + "\n")

@@ -1,0 +1,222 @@
+"""The monitor of one pytest session: thin hooks around records, the store and the report.
+
+Registered by :mod:`pytest_p3monitor.plugin` only with ``--p3monitor``. On the xdist
+controller (or in a session without xdist) it folds every test report into a record, and
+at the end builds the report, lets the feature plugins measure and judge, stores the run
+and writes the report. In an xdist worker it records nothing: worker-side figures travel
+to the controller on the reports.
+
+Nothing the monitor does may change a test's outcome or the exit status, except a gate
+the user configured: every failure of its own parts becomes one warning.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import outbox
+from .collect import RecordBuilder
+from .config import Setting, setting
+from .records import RunInfo
+from .report import json_report, terminal
+from .runinfo import detect_ci, git_commit_branch
+from .store import Store, StoreError, open_store
+from .warnings import ExportWarning, P3MonitorWarning, StoreWarning
+
+
+def _resolve_path(s: Setting, config: pytest.Config) -> str | None:
+    """A relative path from the ini file is relative to it; from CLI/env, to the cwd."""
+    if s.value is None or "://" in s.value:
+        return s.value
+    path = Path(s.value).expanduser()
+    if not path.is_absolute() and s.where.startswith("ini") and config.inipath is not None:
+        path = config.inipath.parent / path
+    return str(path)
+
+
+class MonitorSession:
+    """State and hooks of one monitored session (see the module docstring)."""
+
+    name = "p3monitor-session"
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.is_worker = hasattr(config, "workerinput")
+        self.builder = RecordBuilder()
+        self.records = self.builder.records
+        self.gate_failures: list[str] = []
+        self.report: dict[str, Any] = {}
+        self.stored_in: str | None = None
+        self._warned: set[str] = set()
+        self._store: Store | None = None
+        self._store_failed = False
+
+        root = config.rootpath
+        self.db_setting = setting(config, "p3monitor_db", env="P3MONITOR_DB")
+        self.db_url = _resolve_path(self.db_setting, config)
+        self.store_root = root
+        self.outbox_dir = root / outbox.DEFAULT_DIR
+        json_setting = setting(config, "p3monitor_json")
+        json_path = _resolve_path(json_setting, config)
+        self.json_path = Path(json_path) if json_path else None
+
+        self.run = RunInfo(run_id=uuid.uuid4().hex, started_at=time.time())
+        if self.is_worker:
+            return
+        commit = setting(config, "p3monitor_commit", env="P3MONITOR_COMMIT", ini=False).value
+        branch = setting(config, "p3monitor_branch", env="P3MONITOR_BRANCH", ini=False).value
+        ci, ci_commit, ci_branch = detect_ci(os.environ)
+        commit, branch = commit or ci_commit, branch or ci_branch
+        if commit is None or branch is None:
+            git_commit, git_branch = git_commit_branch(root)
+            commit, branch = commit or git_commit, branch or git_branch
+        self.run.commit, self.run.branch, self.run.ci = commit, branch, ci
+        self.run.hostname = socket.gethostname()
+        self.run.python = platform.python_version()
+        self.run.pytest = pytest.__version__
+
+    # -- services for the feature plugins ---------------------------------------------------
+    def warn(self, text: str, category: type[P3MonitorWarning] = P3MonitorWarning) -> None:
+        """Issue ``text`` as a warning once per session, however often it is asked."""
+        if text in self._warned:
+            return
+        self._warned.add(text)
+        message = text if text.startswith("p3monitor") else f"p3monitor: {text}"
+        # Shown in pytest's warnings summary; never raised, whatever the filters say.
+        warning = category(message)
+        try:
+            self.config.issue_config_time_warning(warning, stacklevel=2)
+        except Exception:
+            print(f"{type(warning).__name__}: {message}", file=sys.stderr)
+
+    def open_store(self) -> Store | None:
+        """The results store, opened on first use; None (after one warning) if unusable.
+
+        Only the xdist controller (or a session without xdist) may open it.
+        """
+        if self.is_worker or self._store_failed:
+            return None
+        if self._store is None:
+            try:
+                self._store = open_store(self.db_url, root=self.store_root)
+            except StoreError as exc:
+                self._store_failed = True
+                self.warn(f"results store not used: {exc}", StoreWarning)
+                return None
+        return self._store
+
+    def guarded(self, what: str, func: Callable[[], object]) -> None:
+        """Run one step of the plugin's own work; an error in it is one warning, no more."""
+        try:
+            func()
+        except Exception as exc:  # a monitoring fault must never fail the test session
+            self.warn(f"{what} failed: {type(exc).__name__}: {exc}")
+
+    # -- pytest hooks ------------------------------------------------------------------------
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not self.is_worker:
+            self.builder.add(report)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodeready(self, node: Any) -> None:
+        self.run.workers += 1
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.is_worker:
+            return
+        self.run.finished_at = time.time()
+        self.run.exit_status = int(exitstatus)
+        records = list(self.records.values())
+        self.report = report = json_report.build(self.run, records)
+        hook = self.config.hook
+        self.guarded(
+            "measuring", lambda: hook.pytest_p3monitor_measure(monitor=self, report=report)
+        )
+        self.guarded(
+            "evaluating", lambda: hook.pytest_p3monitor_evaluate(monitor=self, report=report)
+        )
+        if self.gate_failures and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        self.run.exit_status = int(session.exitstatus)
+        report["run"]["exit_status"] = self.run.exit_status
+        self.guarded("storing the run", lambda: self._save(records, report))
+        if self.json_path is not None:
+            self.guarded("writing the JSON report", self._write_json)
+        self.guarded("reporting", lambda: hook.pytest_p3monitor_report(monitor=self, report=report))
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def _save(self, records: list[Any], report: dict[str, Any]) -> None:
+        metrics = json_report.stored_metrics(report)
+        store = self.open_store()
+        if store is not None:
+            try:
+                store.save_run(self.run, records, metrics)
+            except StoreError as exc:
+                self.warn(f"run not stored: {exc}", StoreWarning)
+            else:
+                self.stored_in = store.display_url
+                self._flush_outbox(store)
+                return
+        kept = outbox.save(
+            "runs",
+            self.run.run_id,
+            {
+                "run": self.run.to_dict(),
+                "tests": [r.to_dict() for r in records],
+                "metrics": metrics,
+            },
+            base=self.outbox_dir,
+        )
+        self.stored_in = None
+        self.warn(
+            f"the run was kept in {kept}; `p3monitor export --flush` (or the next session) "
+            "stores it once the store is usable",
+            StoreWarning,
+        )
+
+    def _flush_outbox(self, store: Store) -> None:
+        """Store runs kept by earlier sessions that could not reach the store."""
+        from .records import TestRecord
+
+        for path in outbox.pending("runs", base=self.outbox_dir):
+            try:
+                data = outbox.load(path)
+                run = RunInfo.from_dict(data["run"])
+                tests = [TestRecord.from_dict(t) for t in data["tests"]]
+            except (ValueError, KeyError, TypeError) as exc:
+                self.warn(f"kept run {path} is unreadable and was left there: {exc}", StoreWarning)
+                continue
+            store.save_run(run, tests, data.get("metrics") or {})
+            outbox.remove(path)
+
+    def _write_json(self) -> None:
+        if self.json_path is None:
+            return
+        try:
+            json_report.write(self.report, self.json_path)
+        except OSError as exc:
+            self.json_path = None
+            self.warn(f"could not write the JSON report: {exc}", ExportWarning)
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.is_worker or not self.report:
+            return
+        try:
+            terminal.write_summary(self, terminalreporter)
+            self.config.hook.pytest_p3monitor_terminal_summary(
+                monitor=self, report=self.report, terminalreporter=terminalreporter
+            )
+        except Exception as exc:  # never raise out of the terminal summary
+            terminalreporter.write_line(f"p3monitor: summary failed: {exc}", yellow=True)

@@ -1,0 +1,63 @@
+"""Results stores: :func:`open_store` picks the backend from the URL."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .base import SchemaTooNew, Store, StoreCorrupt, StoreError, StoreUnavailable
+
+DEFAULT_PATH = Path(".p3monitor") / "results.db"
+
+__all__ = [
+    "DEFAULT_PATH",
+    "SchemaTooNew",
+    "Store",
+    "StoreCorrupt",
+    "StoreError",
+    "StoreUnavailable",
+    "open_store",
+    "redact_url",
+]
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, safe to print or store."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def open_store(url: str | None, *, create: bool = True, root: Path | None = None) -> Store:
+    """Open the store at ``url``: a ``postgresql://`` URL, or a path to a SQLite file.
+
+    ``create=False`` (for the read-only commands) refuses to create a store that isn't
+    there. A relative path is taken relative to ``root`` (pytest's rootdir) when given.
+    Raises :class:`StoreError` with a message fit for the user.
+    """
+    if url and is_postgres(url):
+        import importlib
+
+        try:
+            backend = importlib.import_module(".postgres", __package__)
+        except ImportError as exc:
+            raise StoreUnavailable(
+                f"the PostgreSQL store needs psycopg ({exc}): "
+                "pip install 'pytest-p3monitor[postgres]'"
+            ) from None
+        store: Store = backend.PostgresStore(url, create=create)
+        return store
+    if url and "://" in url and not url.startswith("sqlite://"):
+        scheme = url.split("://", 1)[0]
+        raise StoreUnavailable(
+            f"unknown results store URL scheme {scheme!r} in {redact_url(url)!r}: use a file "
+            "path (SQLite) or postgresql://user@host:port/db"
+        )
+    from .sqlite import SQLiteStore
+
+    path = Path(url.removeprefix("sqlite://")) if url else DEFAULT_PATH
+    if not path.is_absolute() and root is not None:
+        path = root / path
+    return SQLiteStore(path, create=create)

@@ -1,0 +1,95 @@
+"""The store's schema, as ordered migrations shared by every SQL backend.
+
+Each migration is a list of statements written once, with a few placeholders for the
+words that differ between SQL dialects. A backend applies the migrations above the
+version it finds, in one transaction, and records the new version in ``p3m_meta``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Dialect = Literal["sqlite", "postgresql"]
+
+_WORDS: dict[Dialect, dict[str, str]] = {
+    "sqlite": {
+        "serial_pk": "INTEGER PRIMARY KEY AUTOINCREMENT",
+        "id_pk": "INTEGER PRIMARY KEY",
+        "bigint": "INTEGER",
+        "float": "REAL",
+        "without_rowid": " WITHOUT ROWID",
+    },
+    "postgresql": {
+        "serial_pk": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        "id_pk": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        "bigint": "BIGINT",
+        "float": "DOUBLE PRECISION",
+        "without_rowid": "",
+    },
+}
+
+#: MIGRATIONS[i] takes the store from version i to version i + 1.
+MIGRATIONS: list[list[str]] = [
+    [
+        "CREATE TABLE IF NOT EXISTS p3m_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        """CREATE TABLE p3m_runs (
+            seq {serial_pk},
+            run_id TEXT NOT NULL UNIQUE,
+            started_at {float} NOT NULL,
+            finished_at {float},
+            commit_sha TEXT,
+            branch TEXT,
+            ci_provider TEXT,
+            ci_run_id TEXT,
+            ci_job TEXT,
+            ci_url TEXT,
+            hostname TEXT,
+            python TEXT,
+            pytest TEXT,
+            workers INTEGER NOT NULL DEFAULT 0,
+            exit_status INTEGER,
+            tests INTEGER NOT NULL,
+            passed INTEGER NOT NULL,
+            failed INTEGER NOT NULL,
+            errors INTEGER NOT NULL,
+            skipped INTEGER NOT NULL,
+            xfailed INTEGER NOT NULL,
+            xpassed INTEGER NOT NULL,
+            reruns INTEGER NOT NULL,
+            test_execution_time_s {float} NOT NULL,
+            metrics TEXT NOT NULL
+        )""",
+        "CREATE INDEX p3m_runs_started ON p3m_runs (started_at)",
+        "CREATE INDEX p3m_runs_branch ON p3m_runs (branch, seq)",
+        """CREATE TABLE p3m_tests (
+            id {id_pk},
+            nodeid TEXT NOT NULL UNIQUE,
+            file TEXT,
+            line INTEGER
+        )""",
+        """CREATE TABLE p3m_results (
+            test {bigint} NOT NULL REFERENCES p3m_tests (id),
+            run {bigint} NOT NULL REFERENCES p3m_runs (seq),
+            outcome TEXT NOT NULL,
+            setup_s {float} NOT NULL,
+            call_s {float} NOT NULL,
+            teardown_s {float} NOT NULL,
+            start_at {float},
+            stop_at {float},
+            reruns INTEGER NOT NULL,
+            worker TEXT,
+            message TEXT,
+            figures TEXT,
+            PRIMARY KEY (test, run)
+        ){without_rowid}""",
+        "CREATE INDEX p3m_results_run ON p3m_results (run)",
+    ],
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def statements(dialect: Dialect, from_version: int) -> list[list[str]]:
+    """The migrations above ``from_version``, rendered for ``dialect``, one list per step."""
+    words = _WORDS[dialect]
+    return [[stmt.format(**words) for stmt in step] for step in MIGRATIONS[from_version:]]

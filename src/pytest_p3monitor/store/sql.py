@@ -1,0 +1,296 @@
+"""The SQL shared by every backend: writing a run, reading history and runs, pruning.
+
+A backend subclasses :class:`SQLStore` and supplies a DB-API connection, its parameter
+style, and how to run a block in one write transaction. Queries here are written with
+``?`` placeholders and rewritten once for backends that use ``%s``.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from ..records import CIInfo, HistoryRow, RunInfo, RunRow, TestRecord, execution_time_s
+from .base import Store
+
+_RUN_COLUMNS = (
+    "seq, run_id, started_at, finished_at, commit_sha, branch, ci_provider, ci_run_id, ci_job,"
+    " ci_url, hostname, python, pytest, workers, exit_status, tests, passed, failed, errors,"
+    " skipped, xfailed, xpassed, reruns, test_execution_time_s, metrics"
+)
+
+#: How many results of one test a history window may hold at most (protects memory).
+MAX_WINDOW = 10_000
+
+
+def run_counts(tests: Sequence[TestRecord]) -> dict[str, int]:
+    counts = Counter(t.outcome for t in tests)
+    return {
+        "tests": len(tests),
+        "passed": counts["passed"],
+        "failed": counts["failed"],
+        "errors": counts["error"],
+        "skipped": counts["skipped"],
+        "xfailed": counts["xfailed"],
+        "xpassed": counts["xpassed"],
+        "reruns": sum(t.reruns for t in tests),
+    }
+
+
+def _json_or_none(value: dict[str, float]) -> str | None:
+    return json.dumps(value, separators=(",", ":")) if value else None
+
+
+class SQLStore(Store):
+    """Store logic over a DB-API 2 connection (``self.conn``)."""
+
+    conn: Any
+    paramstyle: str = "qmark"
+
+    def q(self, sql: str) -> str:
+        """Rewrite a ``?``-placeholder query for this backend."""
+        return sql if self.paramstyle == "qmark" else sql.replace("?", "%s")
+
+    @abc.abstractmethod
+    def write_transaction(self) -> AbstractContextManager[Any]:
+        """A context manager giving a cursor inside one write transaction."""
+
+    # -- writing ---------------------------------------------------------------------------
+    def save_run(self, run: RunInfo, tests: Sequence[TestRecord], metrics: dict[str, Any]) -> None:
+        counts = run_counts(tests)
+        exec_time = execution_time_s(tests)
+        with self.write_transaction() as cur:
+            cur.execute(self.q("SELECT 1 FROM p3m_runs WHERE run_id = ?"), (run.run_id,))
+            if cur.fetchone() is not None:
+                return  # already stored: saving is idempotent per run id
+            cur.execute(
+                self.q(
+                    "INSERT INTO p3m_runs (run_id, started_at, finished_at, commit_sha, branch,"
+                    " ci_provider, ci_run_id, ci_job, ci_url, hostname, python, pytest, workers,"
+                    " exit_status, tests, passed, failed, errors, skipped, xfailed, xpassed,"
+                    " reruns, test_execution_time_s, metrics)"
+                    " VALUES (" + ", ".join(["?"] * 24) + ")"
+                ),
+                (
+                    run.run_id,
+                    run.started_at,
+                    run.finished_at,
+                    run.commit,
+                    run.branch,
+                    run.ci.provider,
+                    run.ci.run_id,
+                    run.ci.job,
+                    run.ci.url,
+                    run.hostname,
+                    run.python,
+                    run.pytest,
+                    run.workers,
+                    run.exit_status,
+                    counts["tests"],
+                    counts["passed"],
+                    counts["failed"],
+                    counts["errors"],
+                    counts["skipped"],
+                    counts["xfailed"],
+                    counts["xpassed"],
+                    counts["reruns"],
+                    exec_time,
+                    json.dumps(metrics, separators=(",", ":"), default=str),
+                ),
+            )
+            cur.execute(self.q("SELECT seq FROM p3m_runs WHERE run_id = ?"), (run.run_id,))
+            seq = cur.fetchone()[0]
+            self._insert_tests(cur, tests)
+            cur.executemany(
+                self.q(
+                    "INSERT INTO p3m_results (test, run, outcome, setup_s, call_s, teardown_s,"
+                    " start_at, stop_at, reruns, worker, message, figures)"
+                    " VALUES ((SELECT id FROM p3m_tests WHERE nodeid = ?),"
+                    " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                [
+                    (
+                        t.nodeid,
+                        seq,
+                        t.outcome,
+                        t.setup_s,
+                        t.call_s,
+                        t.teardown_s,
+                        t.start,
+                        t.stop,
+                        t.reruns,
+                        t.worker,
+                        t.message,
+                        _json_or_none(t.figures),
+                    )
+                    for t in tests
+                ],
+            )
+
+    def _insert_tests(self, cur: Any, tests: Sequence[TestRecord]) -> None:
+        """Add the node ids this run introduces (a backend may do it faster)."""
+        cur.executemany(
+            self.q(
+                "INSERT INTO p3m_tests (nodeid, file, line) VALUES (?, ?, ?)"
+                " ON CONFLICT (nodeid) DO NOTHING"
+            ),
+            [(t.nodeid, t.file, t.line) for t in tests],
+        )
+
+    def prune(self, older_than: float) -> int:
+        with self.write_transaction() as cur:
+            cur.execute(self.q("SELECT seq FROM p3m_runs WHERE started_at < ?"), (older_than,))
+            seqs = [row[0] for row in cur.fetchall()]
+            if not seqs:
+                return 0
+            cur.execute(
+                self.q(
+                    "DELETE FROM p3m_results WHERE run IN"
+                    " (SELECT seq FROM p3m_runs WHERE started_at < ?)"
+                ),
+                (older_than,),
+            )
+            cur.execute(self.q("DELETE FROM p3m_runs WHERE started_at < ?"), (older_than,))
+            cur.execute(
+                "DELETE FROM p3m_tests WHERE NOT EXISTS"
+                " (SELECT 1 FROM p3m_results r WHERE r.test = p3m_tests.id)"
+            )
+            return len(seqs)
+
+    # -- reading ---------------------------------------------------------------------------
+    def _run_row(self, row: Sequence[Any]) -> RunRow:
+        (seq, run_id, started, finished, commit, branch, provider, ci_run, job, url, host) = row[
+            :11
+        ]
+        (python, pytest_v, workers, exit_status) = row[11:15]
+        counts = row[15:23]
+        info = RunInfo(
+            run_id=run_id,
+            started_at=started,
+            commit=commit,
+            branch=branch,
+            ci=CIInfo(provider, ci_run, job, url),
+            hostname=host or "",
+            python=python or "",
+            pytest=pytest_v or "",
+            workers=workers,
+            finished_at=finished,
+            exit_status=exit_status,
+        )
+        try:
+            metrics = json.loads(row[24]) if row[24] else {}
+        except ValueError:
+            metrics = {}
+        tests, passed, failed, errors, skipped, xfailed, xpassed, reruns = counts
+        return RunRow(
+            run_seq=seq,
+            run=info,
+            tests=tests,
+            passed=passed,
+            failed=failed,
+            errors=errors,
+            skipped=skipped,
+            xfailed=xfailed,
+            xpassed=xpassed,
+            reruns=reruns,
+            test_execution_time_s=row[23],
+            metrics=metrics,
+        )
+
+    def recent_runs(
+        self, limit: int = 20, branch: str | None = None, since: float | None = None
+    ) -> list[RunRow]:
+        where: list[str] = []
+        params: list[Any] = []
+        if branch is not None:
+            where.append("branch = ?")
+            params.append(branch)
+        if since is not None:
+            where.append("started_at >= ?")
+            params.append(since)
+        sql = f"SELECT {_RUN_COLUMNS} FROM p3m_runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        cur = self.conn.cursor()
+        cur.execute(self.q(sql), (*params, limit))
+        return [self._run_row(r) for r in cur.fetchall()]
+
+    _HISTORY_SELECT = (
+        "SELECT r.run, ru.run_id, ru.started_at, ru.commit_sha, ru.branch, r.outcome, r.reruns,"
+        " r.setup_s + r.call_s + r.teardown_s, r.message"
+        " FROM p3m_results r JOIN p3m_runs ru ON ru.seq = r.run"
+    )
+
+    def test_history(
+        self, nodeid: str, limit: int = 100, branch: str | None = None
+    ) -> list[HistoryRow]:
+        sql = self._HISTORY_SELECT + " WHERE r.test = (SELECT id FROM p3m_tests WHERE nodeid = ?)"
+        params: list[Any] = [nodeid]
+        if branch is not None:
+            sql += " AND ru.branch = ?"
+            params.append(branch)
+        sql += " ORDER BY r.run DESC LIMIT ?"
+        params.append(min(limit, MAX_WINDOW))
+        cur = self.conn.cursor()
+        cur.execute(self.q(sql), params)
+        rows = [HistoryRow(*r) for r in cur.fetchall()]
+        rows.reverse()
+        return rows
+
+    def histories(
+        self,
+        window: int = 100,
+        branch: str | None = None,
+        nodeids: Sequence[str] | None = None,
+    ) -> Iterator[tuple[str, list[HistoryRow]]]:
+        if nodeids is not None:
+            for nodeid in nodeids:
+                found = self.test_history(nodeid, window, branch)
+                if found:
+                    yield nodeid, found
+            return
+        window = min(window, MAX_WINDOW)
+        # The window is the last `window` runs (of the branch): every test seen in them,
+        # with its results in those runs. One ordered scan, one test at a time.
+        cur = self.conn.cursor()
+        run_sql = "SELECT seq FROM p3m_runs"
+        run_params: list[Any] = []
+        if branch is not None:
+            run_sql += " WHERE branch = ?"
+            run_params.append(branch)
+        run_sql += " ORDER BY seq DESC LIMIT 1 OFFSET ?"
+        cur.execute(self.q(run_sql), (*run_params, window - 1))
+        first = cur.fetchone()
+        cutoff = first[0] if first else 0
+        sql = (
+            "SELECT t.nodeid, r.run, ru.run_id, ru.started_at, ru.commit_sha, ru.branch,"
+            " r.outcome, r.reruns, r.setup_s + r.call_s + r.teardown_s, r.message"
+            " FROM p3m_results r JOIN p3m_runs ru ON ru.seq = r.run"
+            " JOIN p3m_tests t ON t.id = r.test WHERE r.run >= ?"
+        )
+        params: list[Any] = [cutoff]
+        if branch is not None:
+            sql += " AND ru.branch = ?"
+            params.append(branch)
+        sql += " ORDER BY r.test, r.run"
+        cur = self.conn.cursor()
+        cur.execute(self.q(sql), params)
+        current: str | None = None
+        rows: list[HistoryRow] = []
+        while True:
+            batch = cur.fetchmany(5000)
+            if not batch:
+                break
+            for r in batch:
+                if r[0] != current:
+                    if current is not None:
+                        yield current, rows
+                    current, rows = r[0], []
+                rows.append(HistoryRow(*r[1:]))
+        if current is not None:
+            yield current, rows
