@@ -1,0 +1,337 @@
+"""The health score: KPIs against targets, four components, one weighted score 0..100.
+
+Pure: the plugin and ``p3monitor health`` gather the KPI values (see :data:`KPIS`) and call
+:func:`compute_health`; every KPI and component comes back with its score so a user can see
+why the score is what it is.
+
+Scoring a KPI: meeting its target scores 100. A time that misses its target scores
+``100 * target / value`` (twice the target time scores 50). A percentage that should be high
+is scored on what it misses: with a target of 95% a value of 90% misses 10 points where 5
+are allowed, and scores ``100 * 5 / 10 = 50``. A component is the mean of its measured KPIs;
+the health score is the weighted mean of the measured components (weights renormalised over
+them), so a KPI that was not measured neither helps nor hurts.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .rules import UNITS, Family, format_value, parse_value
+
+__all__ = [
+    "COMPONENTS",
+    "DEFAULT_WEIGHTS",
+    "KPIS",
+    "ComponentResult",
+    "Health",
+    "KpiResult",
+    "KpiSpec",
+    "compute_health",
+    "kpi_score",
+    "parse_targets",
+    "parse_weights",
+]
+
+Component = Literal["reliability", "performance", "efficiency", "user_satisfaction"]
+Direction = Literal["at_least", "at_most"]
+
+COMPONENTS: tuple[Component, ...] = (
+    "reliability",
+    "performance",
+    "efficiency",
+    "user_satisfaction",
+)
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "reliability": 0.4,
+    "performance": 0.3,
+    "efficiency": 0.2,
+    "user_satisfaction": 0.1,
+}
+
+
+@dataclass(frozen=True)
+class KpiSpec:
+    """A KPI: which component it feeds, its default target and which side is good."""
+
+    name: str
+    component: Component
+    direction: Direction
+    target: float  # percent or seconds
+    family: Family
+    description: str
+
+
+KPIS: dict[str, KpiSpec] = {
+    k.name: k
+    for k in (
+        KpiSpec(
+            "success_rate",
+            "reliability",
+            "at_least",
+            95.0,
+            "percent",
+            "runs that passed among the recent runs (this session's test success rate "
+            "when there is no history)",
+        ),
+        KpiSpec(
+            "test_stability",
+            "reliability",
+            "at_least",
+            99.0,
+            "percent",
+            "tests not flaky (100% - flaky_rate; from reruns in this session without history)",
+        ),
+        KpiSpec(
+            "total_ci_time",
+            "performance",
+            "at_most",
+            300.0,
+            "time",
+            "the session's wall time plus the phases measured before it (build, start-up)",
+        ),
+        KpiSpec(
+            "test_execution_time",
+            "performance",
+            "at_most",
+            180.0,
+            "time",
+            "wall time from the first test's start to the last test's end",
+        ),
+        KpiSpec(
+            "resource_utilisation",
+            "efficiency",
+            "at_most",
+            80.0,
+            "percent",
+            "the higher of peak memory % and mean CPU % of the test processes and containers",
+        ),
+        KpiSpec(
+            "developer_wait_time",
+            "user_satisfaction",
+            "at_most",
+            300.0,
+            "time",
+            "the median total CI time of the recent runs, this one included",
+        ),
+    )
+}
+
+
+def kpi_score(value: float, target: float, direction: Direction, family: Family) -> float:
+    """Score one KPI value 0..100 against its target (see the module docstring)."""
+    if direction == "at_most":
+        if value <= target:
+            return 100.0
+        return 100.0 * target / value if value > 0 else 0.0
+    if value >= target:
+        return 100.0
+    if family == "percent":
+        allowed = 100.0 - target
+        missed = 100.0 - value
+        return max(0.0, min(100.0, 100.0 * allowed / missed)) if allowed > 0 else 0.0
+    return max(0.0, 100.0 * value / target) if target > 0 else 100.0
+
+
+@dataclass(frozen=True)
+class KpiResult:
+    name: str
+    component: Component
+    value: float | None
+    target: float
+    direction: Direction
+    family: Family
+    score: float | None  # None when not measured
+
+    @property
+    def met(self) -> bool | None:
+        if self.value is None:
+            return None
+        return (
+            self.value >= self.target if self.direction == "at_least" else self.value <= self.target
+        )
+
+    @property
+    def target_text(self) -> str:
+        sign = ">=" if self.direction == "at_least" else "<"
+        return f"{sign} {format_value(self.target, self.family)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "component": self.component,
+            "value": self.value,
+            "target": self.target,
+            "direction": self.direction,
+            "met": self.met,
+            "score": _round(self.score),
+        }
+
+
+@dataclass(frozen=True)
+class ComponentResult:
+    name: Component
+    weight: float  # as configured, normalised to sum 1 over all components
+    score: float | None  # mean of the measured KPIs; None when none was measured
+    kpis: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Health:
+    """The health score with everything that went into it."""
+
+    score: float | None
+    components: tuple[ComponentResult, ...]
+    kpis: tuple[KpiResult, ...]
+    weights: dict[str, float] = field(default_factory=dict)
+
+    def component(self, name: str) -> ComponentResult:
+        for item in self.components:
+            if item.name == name:
+                return item
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report's ``health`` object: each component, the weights, every KPI."""
+        data: dict[str, Any] = {c.name: _round(c.score) for c in self.components}
+        data["score"] = _round(self.score)
+        data["weights"] = dict(self.weights)
+        data["kpis"] = {k.name: k.to_dict() for k in self.kpis}
+        return data
+
+    def lines(self) -> list[str]:
+        """Human lines: components, then each KPI with value, target and score."""
+        out = []
+        for comp in self.components:
+            shown = "not measured" if comp.score is None else f"{comp.score:.1f}"
+            out.append(f"{comp.name} {shown} (weight {comp.weight:g})")
+            for kpi in self.kpis:
+                if kpi.component != comp.name:
+                    continue
+                if kpi.value is None:
+                    out.append(f"  {kpi.name}: not measured (target {kpi.target_text})")
+                    continue
+                mark = "ok" if kpi.met else "MISSED"
+                out.append(
+                    f"  {kpi.name}: {format_value(kpi.value, kpi.family)} "
+                    f"(target {kpi.target_text}) {mark}, score {kpi.score:.1f}"
+                )
+        return out
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def compute_health(
+    values: Mapping[str, float | None],
+    targets: Mapping[str, float] | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> Health:
+    """The health score from KPI ``values`` (names of :data:`KPIS`; missing = not measured).
+
+    ``targets`` and ``weights`` override the defaults name by name; weights are normalised.
+    """
+    merged_weights = dict(DEFAULT_WEIGHTS)
+    merged_weights.update(weights or {})
+    total = sum(merged_weights.values())
+    if not total > 0:
+        raise ValueError("the health weights must not all be zero")
+    norm = {name: merged_weights[name] / total for name in COMPONENTS}
+
+    kpis: list[KpiResult] = []
+    for spec in KPIS.values():
+        target = (targets or {}).get(spec.name, spec.target)
+        raw = values.get(spec.name)
+        value = float(raw) if raw is not None and _finite(raw) else None
+        score = None if value is None else kpi_score(value, target, spec.direction, spec.family)
+        kpis.append(
+            KpiResult(spec.name, spec.component, value, target, spec.direction, spec.family, score)
+        )
+
+    components: list[ComponentResult] = []
+    for comp in COMPONENTS:
+        mine = [k for k in kpis if k.component == comp]
+        scores = [k.score for k in mine if k.score is not None]
+        comp_score = sum(scores) / len(scores) if scores else None
+        components.append(
+            ComponentResult(comp, round(norm[comp], 4), comp_score, tuple(k.name for k in mine))
+        )
+
+    measured = [(norm[c.name], c.score) for c in components if c.score is not None]
+    weight_sum = sum(w for w, _ in measured)
+    score = None
+    if measured and weight_sum > 0:
+        score = round(sum(w * s for w, s in measured) / weight_sum, 2)
+    return Health(score, tuple(components), tuple(kpis), {c: round(norm[c], 4) for c in COMPONENTS})
+
+
+_SPLIT = re.compile(r"[\s,;]+")
+
+
+def _pairs(lines: Iterable[str]) -> list[tuple[str, str]]:
+    """``NAME = VALUE`` pairs, several per line separated by blanks, commas or semicolons."""
+    pairs: list[tuple[str, str]] = []
+    for line in lines:
+        text = re.sub(r"\s*=\s*", "=", line.strip())
+        for item in _SPLIT.split(text):
+            if not item:
+                continue
+            name, sep, value = item.partition("=")
+            if not sep or not name or not value:
+                raise ValueError(f"{item!r} is not NAME=VALUE")
+            pairs.append((name, value))
+    return pairs
+
+
+def parse_targets(lines: Iterable[str]) -> dict[str, float]:
+    """Parse KPI targets such as ``total_ci_time = 10m`` or ``success_rate = 90%``."""
+    import difflib
+
+    targets: dict[str, float] = {}
+    for name, text in _pairs(lines):
+        spec = KPIS.get(name)
+        if spec is None:
+            close = difflib.get_close_matches(name, list(KPIS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (KPIs: {', '.join(KPIS)})"
+            raise ValueError(f"unknown KPI {name!r}{hint}")
+        number, unit = parse_value(text)
+        factor = 1.0
+        if unit:
+            family, factor = UNITS[unit]
+            if family != spec.family:
+                raise ValueError(f"{name} takes {spec.family}; {unit!r} does not fit")
+        value = number * factor
+        if value < 0 or (spec.family == "percent" and value > 100):
+            raise ValueError(f"{name} = {text} is out of range")
+        targets[name] = value
+    return targets
+
+
+def parse_weights(lines: Iterable[str]) -> dict[str, float]:
+    """Parse component weights such as ``reliability=0.5 performance=0.3``."""
+    import difflib
+
+    weights: dict[str, float] = {}
+    for name, text in _pairs(lines):
+        if name not in DEFAULT_WEIGHTS:
+            close = difflib.get_close_matches(name, list(DEFAULT_WEIGHTS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f" ({', '.join(COMPONENTS)})"
+            raise ValueError(f"unknown component {name!r}{hint}")
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"weight {name}={text!r} is not a number") from None
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"weight {name}={text} must be a number >= 0")
+        weights[name] = value
+    merged = {**DEFAULT_WEIGHTS, **weights}
+    if not sum(merged.values()) > 0:
+        raise ValueError("the weights must not all be zero")
+    return weights
