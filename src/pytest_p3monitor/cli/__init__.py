@@ -16,6 +16,7 @@ from .. import __version__
 COMMANDS: tuple[str, ...] = (
     "runs",
     "history",
+    "flaky",
 )
 
 

@@ -1,0 +1,119 @@
+"""``p3monitor flaky``: the flaky tests of the store, highest score first.
+
+The store's histories are streamed one test at a time and classified on the fly
+(:mod:`pytest_p3monitor.flaky`); only the verdicts to print are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..flaky import FlakyResult, classify_all, rank
+from ..report.json_report import iso
+from .common import add_command, guarded, print_json, reading_store, render_table
+
+DEFAULT_WINDOW = 100
+MESSAGE_WIDTH = 60
+
+
+def _window(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of runs") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"the window must be at least 1 run, not {value}")
+    return value
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = add_command(
+        subparsers, "flaky", "flaky tests from the history, highest score first", run
+    )
+    parser.add_argument(
+        "--window",
+        type=_window,
+        default=DEFAULT_WINDOW,
+        metavar="N",
+        help=f"how many recent runs to judge each test on (default {DEFAULT_WINDOW})",
+    )
+    parser.add_argument("--branch", default=None, help="only runs of this branch")
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="list every test seen in the window with its status, not only the flaky ones",
+    )
+
+
+def _evidence(result: FlakyResult) -> str:
+    parts: list[str] = []
+    for kind in result.evidence:
+        if kind == "rerun":
+            parts.append(f"passed on rerun x{result.rerun_passes}")
+        elif kind == "same-commit":
+            n = len(result.flaky_commits)
+            parts.append(f"both outcomes on {n} commit{'s' if n != 1 else ''}")
+        else:
+            parts.append("keeps flipping")
+    return "; ".join(parts)
+
+
+def table_rows(results: list[FlakyResult]) -> list[tuple[Any, ...]]:
+    rows: list[tuple[Any, ...]] = []
+    for r in results:
+        message = r.last_failure or ""
+        if len(message) > MESSAGE_WIDTH:
+            message = message[: MESSAGE_WIDTH - 1] + "…"
+        rows.append(
+            (
+                r.nodeid,
+                r.status,
+                f"{r.score:.2f}",
+                f"{100 * r.fail_rate:.0f}%",
+                r.runs,
+                r.failures,
+                r.flips,
+                _evidence(r) or None,
+                (iso(r.last_seen_flaky) or "")[:16].replace("T", " ") or None,
+                message or None,
+            )
+        )
+    return rows
+
+
+HEADERS = (
+    "test",
+    "status",
+    "score",
+    "fail rate",
+    "runs",
+    "failures",
+    "flips",
+    "evidence",
+    "last seen flaky (UTC)",
+    "last failure",
+)
+
+
+@guarded
+def run(args: argparse.Namespace) -> int:
+    seen = 0
+    kept: list[FlakyResult] = []
+    with reading_store(args) as store:
+        for result in classify_all(store.histories(args.window, args.branch)):
+            seen += 1
+            if args.all or result.status == "flaky":
+                kept.append(result)
+    results = rank(kept)
+    if args.format == "json":
+        print_json([r.to_dict() for r in results])
+        return 0
+    where = f"the last {args.window} runs" + (f" of {args.branch}" if args.branch else "")
+    if not results:
+        print(f"no flaky tests among {seen} tests in {where}")
+        return 0
+    print(render_table(HEADERS, table_rows(results), args.format))
+    flaky = sum(1 for r in results if r.status == "flaky")
+    print(f"\n{flaky} flaky of {seen} tests in {where}")
+    return 0
