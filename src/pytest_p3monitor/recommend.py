@@ -1,0 +1,277 @@
+"""Recommendations from one run's figures: workers, slow tests, flaky tests, memory.
+
+Pure. Each recommendation has a ``type``, a ``priority`` (high, medium, low), the advice
+itself and its ``expected_impact``, as in the report's ``recommendations``.
+
+The worker count is estimated by scheduling the recorded test durations on N workers with
+the longest-processing-time-first rule (each test, longest first, goes to the least loaded
+worker; Graham 1969: within 4/3 of the optimum), plus the cost of starting xdist and its
+workers (measured on a loaded 2-core machine: ``-n 2`` adds about 1.5-2 s to a one-test
+session). xdist's own ``load`` scheduling is close to that when tests are many.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .rules import format_value
+
+__all__ = [
+    "Recommendation",
+    "WorkerEstimate",
+    "estimate_workers",
+    "lpt_makespan",
+    "recommend_flaky",
+    "recommend_memory",
+    "recommend_slowest",
+    "recommend_workers",
+    "recommendations",
+]
+
+Priority = Literal["high", "medium", "low"]
+_ORDER: dict[str, int] = {"high": 0, "medium": 1, "low": 2}
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    type: str  # "parallelism", "slow_tests", "flaky_tests", "memory"
+    priority: Priority
+    recommendation: str
+    expected_impact: str
+    tests: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "type": self.type,
+            "priority": self.priority,
+            "recommendation": self.recommendation,
+            "expected_impact": self.expected_impact,
+        }
+        if self.tests:
+            data["tests"] = list(self.tests)
+        return data
+
+
+def lpt_makespan(durations: Iterable[float], workers: int) -> float:
+    """The wall time of ``durations`` scheduled longest first on ``workers`` workers."""
+    if workers < 1:
+        raise ValueError("workers must be >= 1")
+    loads = [0.0] * workers
+    for duration in sorted(durations, reverse=True):
+        heapq.heapreplace(loads, loads[0] + duration)
+    return max(loads)
+
+
+@dataclass(frozen=True)
+class WorkerEstimate:
+    workers: int  # 0 = without xdist
+    wall_s: float
+
+
+def estimate_workers(
+    durations: Sequence[float],
+    max_workers: int,
+    *,
+    startup_s: float = 1.0,
+    per_worker_s: float = 0.5,
+) -> list[WorkerEstimate]:
+    """Estimated test wall time without xdist and with 1..``max_workers`` workers."""
+    estimates = [WorkerEstimate(0, sum(durations))]
+    for n in range(1, max(1, max_workers) + 1):
+        overhead = startup_s + per_worker_s * n
+        estimates.append(WorkerEstimate(n, lpt_makespan(durations, n) + overhead))
+    return estimates
+
+
+def _n_flag(workers: int) -> str:
+    return "without -n" if workers == 0 else f"-n {workers}"
+
+
+def recommend_workers(
+    durations: Sequence[float],
+    current_workers: int,
+    cpu_count: int,
+    *,
+    tolerance: float = 0.05,
+    min_saving_s: float = 1.0,
+    min_saving_rel: float = 0.1,
+    startup_s: float = 1.0,
+    per_worker_s: float = 0.5,
+) -> Recommendation | None:
+    """The xdist worker count that would cut the wall time most.
+
+    The fewest workers within ``tolerance`` of the best estimate are advised (extra workers
+    that save nothing only cost CPU), at most ``cpu_count``. None when the saving over the
+    current setting is under ``min_saving_s`` or ``min_saving_rel``.
+    """
+    if not durations:
+        return None
+    estimates = estimate_workers(
+        durations, max(1, cpu_count), startup_s=startup_s, per_worker_s=per_worker_s
+    )
+    best_wall = min(e.wall_s for e in estimates)
+    good = [e for e in estimates if e.wall_s <= best_wall * (1 + tolerance)]
+    choice = min(good, key=lambda e: (e.workers if e.workers else 1, e.workers))
+    current = next(
+        (e for e in estimates if e.workers == current_workers),
+        WorkerEstimate(
+            current_workers,
+            lpt_makespan(durations, current_workers) + startup_s + per_worker_s * current_workers
+            if current_workers
+            else sum(durations),
+        ),
+    )
+    saving = current.wall_s - choice.wall_s
+    if choice.workers == current_workers or saving < max(
+        min_saving_s, min_saving_rel * current.wall_s
+    ):
+        return None
+    share = saving / current.wall_s if current.wall_s > 0 else 0.0
+    priority: Priority = "high" if share >= 0.3 else "medium" if share >= 0.15 else "low"
+    advice = (
+        "run the tests without pytest-xdist"
+        if choice.workers == 0
+        else f"run the tests with pytest-xdist {_n_flag(choice.workers)}"
+    )
+    return Recommendation(
+        "parallelism",
+        priority,
+        f"{advice} (now {_n_flag(current_workers)}; {cpu_count} CPUs)",
+        f"test wall time about {format_value(choice.wall_s, 'time')} instead of "
+        f"{format_value(current.wall_s, 'time')} (-{share:.0%}), estimated by scheduling "
+        f"the {len(durations)} recorded durations on {choice.workers or 1} worker(s)",
+    )
+
+
+def recommend_slowest(
+    durations: Mapping[str, float],
+    *,
+    top: int = 5,
+    min_duration_s: float = 1.0,
+    min_share: float = 0.2,
+) -> Recommendation | None:
+    """The slowest tests and their share of the total test time, when it is worth it."""
+    total = sum(durations.values())
+    ranked = sorted(durations.items(), key=lambda item: (-item[1], item[0]))[:top]
+    if total <= 0 or not ranked or ranked[0][1] < min_duration_s:
+        return None
+    slow = [(nodeid, d) for nodeid, d in ranked if d >= min_duration_s]
+    slow_sum = sum(d for _, d in slow)
+    share = slow_sum / total
+    if share < min_share:
+        return None
+    priority: Priority = "high" if share >= 0.5 else "medium" if share >= 0.3 else "low"
+    named = ", ".join(f"{nodeid} ({format_value(d, 'time')})" for nodeid, d in slow)
+    noun = "test takes" if len(slow) == 1 else f"{len(slow)} slowest tests take"
+    return Recommendation(
+        "slow_tests",
+        priority,
+        f"speed up or split the slowest tests: {named}",
+        f"the {noun} {share:.0%} of the test time ({format_value(slow_sum, 'time')} of "
+        f"{format_value(total, 'time')}); halving them saves about "
+        f"{format_value(slow_sum / 2, 'time')} per run",
+        tuple(nodeid for nodeid, _ in slow),
+    )
+
+
+def recommend_flaky(
+    flaky: Iterable[Mapping[str, Any]], *, top: int = 5, high_score: float = 0.3
+) -> list[Recommendation]:
+    """Flaky tests (entries with ``nodeid``, ``status`` "flaky", ``score``, ``runs``,
+    ``failures``) to fix, or to quarantine meanwhile; the highest scores first."""
+    entries = [e for e in flaky if e.get("status", "flaky") == "flaky" and e.get("nodeid")]
+    entries.sort(key=lambda e: -float(e.get("score") or 0.0))
+    out: list[Recommendation] = []
+    for entry in entries[:top]:
+        score = float(entry.get("score") or 0.0)
+        runs = entry.get("runs")
+        failures = entry.get("failures")
+        if isinstance(runs, int) and isinstance(failures, int) and runs > 0:
+            impact = (
+                f"removes {failures} spurious failure(s) seen in its last {runs} runs "
+                f"({failures / runs:.0%} of them)"
+            )
+        else:
+            impact = "removes spurious failures and reruns"
+        priority: Priority = "high" if score >= high_score else "medium"
+        out.append(
+            Recommendation(
+                "flaky_tests",
+                priority,
+                f"fix the flaky test {entry['nodeid']} (flakiness score {score:.2f}); "
+                "until then quarantine it (ini p3monitor_quarantine = true)",
+                impact,
+                (str(entry["nodeid"]),),
+            )
+        )
+    if len(entries) > top:
+        rest = entries[top:]
+        out.append(
+            Recommendation(
+                "flaky_tests",
+                "low",
+                f"{len(rest)} more flaky tests: see `p3monitor flaky`",
+                "fewer spurious failures",
+                tuple(str(e["nodeid"]) for e in rest),
+            )
+        )
+    return out
+
+
+def recommend_memory(
+    process_percent: float | None,
+    containers: Iterable[Mapping[str, Any]] = (),
+    *,
+    near: float = 80.0,
+    critical: float = 95.0,
+) -> list[Recommendation]:
+    """Memory close to its limit, for the test processes and for each container."""
+    out: list[Recommendation] = []
+    subjects: list[tuple[str, float]] = []
+    if process_percent is not None:
+        subjects.append(("the test processes", float(process_percent)))
+    for container in containers:
+        peak = container.get("memory_percent_peak")
+        if isinstance(peak, (int, float)):
+            name = container.get("name") or container.get("id") or "?"
+            subjects.append((f"container {name}", float(peak)))
+    for subject, peak in subjects:
+        if peak < near:
+            continue
+        priority: Priority = "high" if peak >= critical else "medium"
+        out.append(
+            Recommendation(
+                "memory",
+                priority,
+                f"{subject} peaked at {peak:.0f}% of their memory limit: raise the limit or "
+                "find the tests that use the most (test_rss in the report)",
+                "avoids out-of-memory kills and swapping that slow or break the run",
+            )
+        )
+    return out
+
+
+def recommendations(
+    *,
+    durations: Mapping[str, float],
+    current_workers: int,
+    cpu_count: int,
+    flaky: Iterable[Mapping[str, Any]] = (),
+    memory_percent: float | None = None,
+    containers: Iterable[Mapping[str, Any]] = (),
+) -> list[Recommendation]:
+    """All recommendations for one run, highest priority first."""
+    out: list[Recommendation] = []
+    workers = recommend_workers(list(durations.values()), current_workers, cpu_count)
+    if workers is not None:
+        out.append(workers)
+    slowest = recommend_slowest(durations)
+    if slowest is not None:
+        out.append(slowest)
+    out.extend(recommend_flaky(flaky))
+    out.extend(recommend_memory(memory_percent, containers))
+    out.sort(key=lambda r: _ORDER[r.priority])
+    return out
