@@ -1,0 +1,19 @@
+"""Resource sampling: per-test figures, the process tree, its cgroup and containers.
+
+Modules, lightest first:
+
+- :mod:`.pertest` - per-test CPU time, peak RSS and I/O of the test process (a few
+  microseconds per test; no third-party import);
+- :mod:`.cgroup` - cgroup v1 / v2 discovery and reading (stdlib only);
+- :mod:`.procs` - the pytest process tree through psutil;
+- :mod:`.containers` - Docker containers through the docker SDK, and the parsing of
+  ``--p3monitor-containers`` filters;
+- :mod:`.probes` - disk free space, TCP connect latency probes;
+- :mod:`.sampler` - the sampling loop, run in a separate process (or a thread);
+- :mod:`.summary` - pure functions turning samples into peaks, means and per-test peaks.
+
+Nothing here imports pytest or the rest of ``pytest_p3monitor``: the sampler process
+loads this package alone, so that it starts quickly and stays small.
+"""
+
+from __future__ import annotations

@@ -1,0 +1,392 @@
+"""The session sampler: a loop that samples on a fixed schedule, and how it is run.
+
+It runs in a separate process by default. A thread inside pytest shares the GIL with the
+tests: under a CPU-bound test it wakes late (measured on a 2-core machine, see
+``benchmarks/sampler_timing.py``), and its own work slows the tests down. The process
+keeps its schedule, costs the tests nothing but its small share of a core, and ends by
+itself when pytest goes away (its stdin closes).
+
+Everything it measures is written as JSON lines (one object per sample, warning or
+measurement, each with a ``kind``) to a file that pytest reads once, at the end of the
+session. Nothing crosses back during the session: per-test container peaks are computed
+afterwards from the samples' timestamps and the tests' start and stop times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from .cgroup import Cgroup
+    from .containers import ContainerSampler
+
+Emit = Callable[[dict[str, Any]], None]
+SamplerMode = Literal["process", "thread"]
+
+#: Default seconds between samples of the process tree / of the containers.
+PROCESS_INTERVAL = 0.5
+CONTAINER_INTERVAL = 1.0
+
+
+@dataclass
+class SamplerConfig:
+    """What to sample; JSON-ready, as it crosses into the sampler process."""
+
+    root_pid: int
+    process_interval: float = PROCESS_INTERVAL
+    container_interval: float = CONTAINER_INTERVAL
+    containers: dict[str, Any] = field(default_factory=lambda: {"mode": "auto", "filters": {}})
+    disk_path: str = "."
+    probes: list[str] = field(default_factory=list)
+    probe_timeout: float = 2.0
+    cgroup: bool = True
+
+
+class Sampler:
+    """Samples until ``stop`` is set; everything goes to ``emit``."""
+
+    def __init__(self, config: SamplerConfig, emit: Emit, exclude_self: bool) -> None:
+        self.config = config
+        self._sink = emit
+        self._exclude_self = exclude_self
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
+
+    def warn(self, text: str) -> None:
+        with self._lock:
+            if text in self._warned:
+                return
+            self._warned.add(text)
+        self._emit({"kind": "warning", "text": text})
+
+    def _emit(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._sink(record)
+
+    def run(self, stop: threading.Event) -> None:
+        """Sample until ``stop`` is set, then take the end-of-session measurements."""
+        from .cgroup import find_cgroup, host_memory_bytes
+        from .probes import disk
+
+        cfg = self.config
+        self._emit(
+            {
+                "kind": "meta",
+                "t": time.time(),
+                "pid": os.getpid(),
+                "root_pid": cfg.root_pid,
+                "host_memory_bytes": host_memory_bytes(),
+                "process_interval": cfg.process_interval,
+                "container_interval": cfg.container_interval,
+            }
+        )
+        self._emit({"kind": "disk", "when": "start", "t": time.time(), **disk(cfg.disk_path)})
+        # Connecting to Docker (import, version check) and probing can take a while: they
+        # live in their own thread so the process samples start on time.
+        side = threading.Thread(target=self._side, args=(stop,), name="p3monitor-side")
+        side.start()
+        try:
+            self._process_loop(stop, find_cgroup(cfg.root_pid) if cfg.cgroup else None)
+        finally:
+            side.join()
+            self._emit({"kind": "disk", "when": "end", "t": time.time(), **disk(cfg.disk_path)})
+            self._emit({"kind": "end", "t": time.time()})
+
+    def _process_loop(self, stop: threading.Event, cgroup: Cgroup | None) -> None:
+        cfg = self.config
+        tree = self._process_tree()
+        if cfg.cgroup and cgroup is None and sys.platform.startswith("linux"):
+            self.warn(
+                f"no readable cgroup for process {cfg.root_pid} (/proc/PID/cgroup, "
+                "/proc/PID/mountinfo); cgroup figures are left out"
+            )
+        last_cpu: tuple[int, float] | None = None
+        next_slot = time.monotonic()
+        while not stop.is_set():
+            now = time.monotonic()
+            late_ms = (now - next_slot) * 1000.0
+            next_slot = _next_slot(next_slot, cfg.process_interval, now)
+            t = time.time()
+            if tree is not None:
+                sample = tree.sample(t)
+                if sample is not None:
+                    self._emit({"kind": "proc", **asdict(sample), "late_ms": late_ms})
+            if cgroup is not None:
+                reading = cgroup.read()
+                mono = time.monotonic()
+                percent = None
+                if reading.cpu_ns is not None:
+                    if last_cpu is not None and mono > last_cpu[1]:
+                        used = reading.cpu_ns - last_cpu[0]
+                        percent = 100.0 * used / ((mono - last_cpu[1]) * 1e9)
+                    last_cpu = (reading.cpu_ns, mono)
+                if reading.memory_bytes is None and reading.cpu_ns is None:
+                    self.warn(
+                        f"the cgroup files under {cgroup.memory_dir} and {cgroup.cpu_dir} "
+                        "could not be read; cgroup figures are left out"
+                    )
+                    cgroup = None
+                else:
+                    self._emit(
+                        {
+                            "kind": "cgroup",
+                            "t": t,
+                            "version": cgroup.version,
+                            "cpu_percent": percent,
+                            "memory_bytes": reading.memory_bytes,
+                            "memory_limit_bytes": reading.memory_limit_bytes,
+                            "cpu_limit_cores": reading.cpu_limit_cores,
+                        }
+                    )
+            stop.wait(max(next_slot - time.monotonic(), 0.0))
+
+    def _side(self, stop: threading.Event) -> None:
+        """Probes, the Docker engine and the container samples, on their own schedule."""
+        cfg = self.config
+        try:
+            self._probe("start")
+            containers = self._containers()
+            self._engine("start", containers)
+            next_slot = time.monotonic()
+            while containers is not None and containers.enabled and not stop.is_set():
+                now = time.monotonic()
+                next_slot = _next_slot(next_slot, cfg.container_interval, now)
+                for container_sample in containers.sample():
+                    self._emit(container_sample.to_json())
+                stop.wait(max(next_slot - time.monotonic(), 0.0))
+            stop.wait()
+            self._engine("end", containers)
+            self._probe("end")
+            if containers is not None:
+                containers.finish()
+        except Exception as exc:  # never let a sampling fault pass silently
+            self.warn(f"container sampling stopped: {type(exc).__name__}: {exc}")
+
+    def _probe(self, when: str) -> None:
+        from .probes import connect_ms, parse_probe
+
+        for text in self.config.probes:
+            probe = parse_probe(text)
+            ms, error = connect_ms(probe, self.config.probe_timeout)
+            self._emit(
+                {
+                    "kind": "probe",
+                    "when": when,
+                    "t": time.time(),
+                    "target": str(probe),
+                    "connect_ms": ms,
+                    "error": error,
+                }
+            )
+
+    def _engine(self, when: str, containers: ContainerSampler | None) -> None:
+        if containers is None or not containers.enabled:
+            return
+        t = time.time()
+        try:
+            rtt = containers.ping()
+        except Exception as exc:
+            self.warn(f"the Docker engine stopped answering: {exc}")
+            return
+        self._emit(
+            {
+                "kind": "engine",
+                "when": when,
+                "t": t,
+                "api_rtt_ms": rtt,
+                "disk_bytes": containers.disk_bytes(),
+            }
+        )
+
+    def _process_tree(self) -> Any:
+        try:
+            from .procs import ProcessTree
+
+            exclude = frozenset({os.getpid()}) if self._exclude_self else frozenset()
+            return ProcessTree(self.config.root_pid, exclude)
+        except Exception as exc:
+            self.warn(f"cannot sample the process tree of pid {self.config.root_pid}: {exc}")
+            return None
+
+    def _containers(self) -> ContainerSampler | None:
+        from .containers import ContainerSampler, ContainerSelection
+
+        selection = ContainerSelection.from_json(self.config.containers)
+        if selection.mode == "none":
+            return None
+        sampler = ContainerSampler(selection, self.warn)
+        sampler.connect()
+        return sampler if sampler.enabled else None
+
+
+def _next_slot(scheduled: float, interval: float, now: float) -> float:
+    """The first slot ``scheduled + k * interval`` after ``now`` (missed slots are skipped)."""
+    following = scheduled + interval
+    if following <= now:
+        following += ((now - following) // interval + 1) * interval
+    return following
+
+
+# --- running it -------------------------------------------------------------------------------
+
+# Loads the sampling package without pytest_p3monitor/__init__.py (which imports pytest): the
+# sampler process then starts in about the time of a bare interpreter plus psutil.
+_BOOTSTRAP = (
+    "import sys, types\n"
+    "pkg = types.ModuleType('pytest_p3monitor')\n"
+    "pkg.__path__ = [sys.argv[1]]\n"
+    "sys.modules['pytest_p3monitor'] = pkg\n"
+    "from pytest_p3monitor.sampling.sampler import main\n"
+    "main(sys.argv[2], sys.argv[3])\n"
+)
+
+
+def main(config_json: str, output: str) -> None:
+    """The sampler process: sample until stdin closes, writing JSON lines to ``output``."""
+    config = SamplerConfig(**json.loads(config_json))
+    stop = threading.Event()
+
+    def watch_stdin() -> None:
+        try:
+            while sys.stdin.buffer.read(4096):
+                pass
+        except (OSError, ValueError):
+            pass
+        stop.set()
+
+    threading.Thread(target=watch_stdin, name="p3monitor-stdin", daemon=True).start()
+    with open(output, "a", encoding="utf-8") as out:
+
+        def emit(record: dict[str, Any]) -> None:
+            out.write(json.dumps(record, separators=(",", ":")) + "\n")
+            if record.get("kind") != "container":
+                out.flush()
+
+        Sampler(config, emit, exclude_self=True).run(stop)
+
+
+class SamplerHandle:
+    """A running sampler; :meth:`stop` ends it and returns everything it recorded."""
+
+    def __init__(self, config: SamplerConfig, mode: SamplerMode = "process") -> None:
+        self.config = config
+        self.mode = mode
+        self.started_at = time.time()
+        self._records: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self.problems: list[str] = []
+
+    @classmethod
+    def start(cls, config: SamplerConfig, mode: SamplerMode = "process") -> SamplerHandle:
+        handle = cls(config, mode)
+        if mode == "process":
+            try:
+                handle._start_process()
+                return handle
+            except OSError as exc:
+                handle.problems.append(
+                    f"could not start the sampler process ({exc}); sampling in a thread instead, "
+                    "which may miss its schedule under CPU-bound tests"
+                )
+                handle.mode = "thread"
+        handle._start_thread()
+        return handle
+
+    def _start_thread(self) -> None:
+        sampler = Sampler(self.config, self._records.append, exclude_self=False)
+        self._thread = threading.Thread(
+            target=sampler.run, args=(self._stop,), name="p3monitor-sampler", daemon=True
+        )
+        self._thread.start()
+
+    def _start_process(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="p3monitor-sampler-")
+        output = Path(self._dir.name) / "samples.jsonl"
+        package_dir = str(Path(__file__).resolve().parent.parent)
+        stderr = open(Path(self._dir.name) / "stderr.log", "wb")  # noqa: SIM115
+        try:
+            self._proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    _BOOTSTRAP,
+                    package_dir,
+                    json.dumps(asdict(self.config)),
+                    str(output),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                close_fds=True,
+            )
+        finally:
+            stderr.close()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def stop(self, timeout: float | None = None) -> list[dict[str, Any]]:
+        """Stop sampling (after the end-of-session measurements) and return the records."""
+        if timeout is None:
+            timeout = 10.0 + (self.config.probe_timeout + 0.5) * len(self.config.probes)
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout)
+            return list(self._records)
+        if self._proc is None or self._dir is None:
+            return []
+        proc = self._proc
+        try:
+            if proc.stdin is not None:
+                proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            self.problems.append(
+                f"the sampler process did not finish within {timeout:.0f} s and was stopped; "
+                "the end-of-session measurements may be missing"
+            )
+        directory = Path(self._dir.name)
+        records = _read_jsonl(directory / "samples.jsonl")
+        if proc.returncode not in (0, -9) and not self.problems:
+            err = (directory / "stderr.log").read_text(errors="replace").strip().splitlines()
+            last = err[-1] if err else f"exit status {proc.returncode}"
+            self.problems.append(f"the sampler process failed: {last}")
+        self._dir.cleanup()
+        self._dir = None
+        self._proc = None
+        return records
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    records = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue  # a line cut short by a kill
+                if isinstance(record, dict):
+                    records.append(record)
+    except OSError:
+        pass
+    return records
