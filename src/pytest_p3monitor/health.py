@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .records import RunRow
 from .rules import UNITS, Family, format_value, parse_value
 
 __all__ = [
@@ -30,10 +32,15 @@ __all__ = [
     "Health",
     "KpiResult",
     "KpiSpec",
+    "ci_success_rate",
     "compute_health",
+    "failure_rate",
     "kpi_score",
+    "kpi_values",
     "parse_targets",
     "parse_weights",
+    "resource_utilisation",
+    "run_total_time",
 ]
 
 Component = Literal["reliability", "performance", "efficiency", "user_satisfaction"]
@@ -91,7 +98,7 @@ KPIS: dict[str, KpiSpec] = {
             "at_most",
             300.0,
             "time",
-            "the session's wall time plus the phases measured before it (build, start-up)",
+            "wall time of the pytest session",
         ),
         KpiSpec(
             "test_execution_time",
@@ -107,7 +114,8 @@ KPIS: dict[str, KpiSpec] = {
             "at_most",
             80.0,
             "percent",
-            "the higher of peak memory % and mean CPU % of the test processes and containers",
+            "the higher of the peak memory % (test processes, containers) and the mean CPU "
+            "use of the test processes as a share of the machine's CPUs",
         ),
         KpiSpec(
             "developer_wait_time",
@@ -335,3 +343,103 @@ def parse_weights(lines: Iterable[str]) -> dict[str, float]:
     if not sum(merged.values()) > 0:
         raise ValueError("the weights must not all be zero")
     return weights
+
+
+# -- KPI values from runs ------------------------------------------------------------------------
+#
+# The plugin (for the session being finished, as a RunRow built from its report) and
+# ``p3monitor health`` (for the newest stored run) compute the KPIs the same way.
+
+
+def _num(value: object) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _section(row: RunRow, *path: str) -> Mapping[str, Any]:
+    node: Any = row.metrics.get("metrics") if isinstance(row.metrics, Mapping) else None
+    for key in path:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node if isinstance(node, Mapping) else {}
+
+
+def run_total_time(row: RunRow) -> float | None:
+    """Wall time of a run's session: from its report, else from its start and finish."""
+    stored = _num(_section(row, "performance").get("total_time_s"))
+    if stored is not None:
+        return stored
+    if row.run.finished_at is None:
+        return None
+    return max(0.0, row.run.finished_at - row.run.started_at)
+
+
+def resource_utilisation(row: RunRow, cpu_count: int) -> float | None:
+    """The higher of peak memory % (process tree, containers) and mean CPU % of the machine."""
+    usage = _section(row, "resource_usage")
+    process = usage.get("process")
+    process = process if isinstance(process, Mapping) else {}
+    figures: list[float] = []
+    memory = _num(process.get("memory_percent_peak"))
+    if memory is not None:
+        figures.append(memory)
+    cpu_mean = _num(process.get("cpu_percent_mean"))
+    if cpu_mean is not None and cpu_count > 0:
+        figures.append(min(100.0, cpu_mean / cpu_count))
+    containers = usage.get("containers")
+    for container in containers if isinstance(containers, list) else ():
+        if isinstance(container, Mapping):
+            peak = _num(container.get("memory_percent_peak"))
+            if peak is not None:
+                figures.append(peak)
+    return max(figures) if figures else None
+
+
+def ci_success_rate(rows: Sequence[RunRow]) -> float | None:
+    """Percent of runs without a failed or error test."""
+    if not rows:
+        return None
+    return 100.0 * sum(1 for r in rows if r.failed + r.errors == 0) / len(rows)
+
+
+def failure_rate(rows: Sequence[RunRow]) -> float | None:
+    """Percent of executed test results that failed or errored, over ``rows``."""
+    executed = sum(r.tests - r.skipped for r in rows)
+    if executed <= 0:
+        return None
+    return 100.0 * sum(r.failed + r.errors for r in rows) / executed
+
+
+def kpi_values(
+    current: RunRow,
+    history: Sequence[RunRow],
+    *,
+    flaky_rate: float | None,
+    flaky_in_session: int = 0,
+    cpu_count: int = 1,
+    min_runs: int = 3,
+) -> dict[str, float | None]:
+    """The KPI values for ``current`` given the ``history`` before it (newest first).
+
+    With fewer than ``min_runs`` runs in all, the success rate is the session's own and the
+    developer wait time is this run's time.
+    """
+    rows = [current, *history]
+    enough = len(rows) >= min_runs
+    success = ci_success_rate(rows) if enough else current.success_rate
+    if flaky_rate is not None:
+        stability: float | None = max(0.0, 100.0 - flaky_rate)
+    else:
+        executed = current.tests - current.skipped
+        stability = 100.0 * (1 - flaky_in_session / executed) if executed > 0 else None
+    total = run_total_time(current)
+    totals = [t for t in (run_total_time(r) for r in rows) if t is not None]
+    wait = statistics.median(totals) if enough and totals else total
+    return {
+        "success_rate": success,
+        "test_stability": stability,
+        "total_ci_time": total,
+        "test_execution_time": current.test_execution_time_s if current.tests else None,
+        "resource_utilisation": resource_utilisation(current, cpu_count),
+        "developer_wait_time": wait,
+    }

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 #: Feature plugins registered next to the session monitor when p3monitor is on:
 #: (registration name, "module:Class"). Each is imported only when enabled, and is
 #: constructed as ``Class(config, monitor)``.
-FEATURES: tuple[tuple[str, str], ...] = ()
+FEATURES: tuple[tuple[str, str], ...] = (
+    ("p3monitor-gates", "pytest_p3monitor.gates_plugin:GatesPlugin"),
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -99,6 +101,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=[],
         metavar="RULE",
         append=True,
+    )
+    parser.addini(
+        "p3monitor_cost_per_hour",
+        "price of the CI runner per hour (e.g. 0.48): gives the cost_per_build metric",
+    )
+    parser.addini(
+        "p3monitor_history_window",
+        "runs of this branch that ci_success_rate, test_failure_rate, anomalies and the "
+        "health score look back over (default 20)",
+    )
+    parser.addini(
+        "p3monitor_health_targets",
+        "health KPI targets, e.g. 'total_ci_time = 10m' or 'success_rate = 90%'",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
+        "p3monitor_health_weights",
+        "health component weights, e.g. 'reliability=0.4 performance=0.3 efficiency=0.2 "
+        "user_satisfaction=0.1'",
+        type="linelist",
+        default=[],
     )
     group.addoption(
         "--p3monitor-commit",

@@ -1,0 +1,511 @@
+"""Threshold gates, alerts, the health score, anomalies, recommendations and trends.
+
+The feature plugin behind ``p3monitor_fail_on`` / ``p3monitor_warn_on``. Rules are parsed
+when the plugin is built (at configure time), so a bad rule is a ``pytest.UsageError``
+(exit 4) before any test runs. At the end of the session, in ``pytest_p3monitor_evaluate``,
+it reads the figures from the report (and the history from the results store), evaluates
+the rules, and fills ``alerts``, ``health_score``, ``health``, ``recommendations`` and
+``trends``. A crossed fail rule becomes one line in ``monitor.gate_failures``; the monitor
+turns the exit status to 1 only when it was 0.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from . import anomalies, health, recommend, trends
+from .config import parse_with, setting, setting_list
+from .records import RunRow, TestRecord
+from .rules import (
+    PHASE_SUFFIX,
+    Family,
+    Metric,
+    MetricValue,
+    Rule,
+    RuleError,
+    RuleResult,
+    evaluate,
+    parse_rule,
+)
+
+if TYPE_CHECKING:
+    from .session import MonitorSession
+
+__all__ = [
+    "DEFAULT_WARN_RULES",
+    "GatesPlugin",
+    "history_metrics",
+    "ingested_metric",
+    "parse_rule_settings",
+    "report_metrics",
+]
+
+#: Used, as warnings only, when the user configured no rule of their own.
+DEFAULT_WARN_RULES: tuple[str, ...] = (
+    "ci_success_rate < 80%",
+    "test_execution_time > 600s",
+    "peak_memory_percent > 80%",
+    "test_failure_rate > 5%",
+)
+
+#: Key of ``TestRecord.figures`` for a test's peak RSS (written by sampling.pertest).
+TEST_RSS_FIGURE = "rss_peak_bytes"
+#: Runs (this one included) needed before ci_success_rate / test_failure_rate are measured.
+MIN_HISTORY_RUNS = 3
+#: Results of each test read from the store for duration jumps and flakiness.
+TEST_HISTORY_WINDOW = 100
+#: At most this many runs feed the report's 30-day trends.
+TREND_RUNS = 2000
+_DAY = 24 * 3600.0
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+
+def ingested_metric(name: str) -> Metric:
+    """The metric of a figure ingested with ``--p3monitor-metric NAME=VALUE``, its family
+    told by the name's suffix (``_time``, ``_bytes``, ``_percent``, ``_rate``, ``_cost``)."""
+    family: Family = "count"
+    if name.endswith((PHASE_SUFFIX, "_seconds")):
+        family = "time"
+    elif name.endswith("_bytes"):
+        family = "bytes"
+    elif name.endswith(("_percent", "_rate")):
+        family = "percent"
+    elif name.endswith("_cost"):
+        family = "money"
+    return Metric(name, "session", family, "a figure ingested with --p3monitor-metric")
+
+
+def _ingested_names(config: pytest.Config) -> dict[str, Metric]:
+    values = config.getoption("p3monitor_metric", None) or []
+    names = [str(v).partition("=")[0].strip() for v in values]
+    names += [
+        key[len("P3MONITOR_METRIC_") :].lower()
+        for key in os.environ
+        if key.startswith("P3MONITOR_METRIC_")
+    ]
+    return {name: ingested_metric(name) for name in names if name}
+
+
+def parse_rule_settings(
+    texts: Sequence[str], where: str, extra: Mapping[str, Metric] | None = None
+) -> list[Rule]:
+    """Parse the rules of one setting; a bad one is a UsageError naming ``where``."""
+    rules = []
+    for text in texts:
+        try:
+            rules.append(parse_rule(text, extra))
+        except RuleError as exc:
+            raise pytest.UsageError(
+                f"p3monitor: {where}: rule {text!r} is not valid: {exc.reason}\n"
+                "  a rule is METRIC OP VALUE[UNIT], e.g. 'success_rate < 95%' or "
+                "'test_duration > 10s' (operators < <= > >= == !=; units % ms s m h B KiB MiB "
+                "GiB $)"
+            ) from None
+    return rules
+
+
+def _money(text: str) -> float:
+    value = float(text.strip().lstrip("$").strip())
+    if not (value >= 0 and value != float("inf")):
+        raise ValueError("must be an amount >= 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _ini_lines(config: pytest.Config, name: str) -> list[str]:
+    try:
+        value = config.getini(name)
+    except ValueError:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+# -- figures -----------------------------------------------------------------------------------
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if value == value and abs(value) != float("inf") else None
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def report_metrics(
+    report: Mapping[str, Any], *, cost_per_hour: float | None = None
+) -> dict[str, MetricValue]:
+    """The session and per-test metrics a rule can name, read from the report.
+
+    A figure absent from the report (its feature off, nothing sampled) is None: a rule on
+    it is not evaluated.
+    """
+    metrics = _mapping(report.get("metrics"))
+    perf = _mapping(metrics.get("performance"))
+    rel = _mapping(metrics.get("reliability"))
+    usage = _mapping(metrics.get("resource_usage"))
+    process = _mapping(usage.get("process"))
+    containers = [c for c in usage.get("containers") or () if isinstance(c, Mapping)]
+
+    out: dict[str, MetricValue] = {}
+    for name in ("tests", "passed", "failed", "errors", "skipped", "reruns", "success_rate"):
+        out[name] = _num(rel.get(name))
+    in_session = rel.get("flaky_in_session")
+    out["flaky_in_session"] = (
+        float(len(in_session)) if isinstance(in_session, list) else _num(in_session)
+    )
+    out["test_execution_time"] = _num(perf.get("test_execution_time_s"))
+    total = _num(perf.get("total_time_s"))
+    out["total_time"] = total
+    out["peak_cpu_percent"] = _num(process.get("cpu_percent_peak"))
+    out["peak_memory_percent"] = _num(process.get("memory_percent_peak"))
+    out["peak_rss"] = _num(process.get("rss_bytes_peak"))
+    for metric, key in (
+        ("container_cpu_percent", "cpu_percent_peak"),
+        ("container_memory_percent", "memory_percent_peak"),
+    ):
+        peaks = [p for p in (_num(c.get(key)) for c in containers) if p is not None]
+        out[metric] = max(peaks) if peaks else None
+    out["health_score"] = _num(report.get("health_score"))
+    out["cost_per_build"] = (
+        None if cost_per_hour is None or total is None else total / 3600 * cost_per_hour
+    )
+
+    for name, value in _mapping(perf.get("phases")).items():
+        seconds = _num(value)
+        if seconds is None and isinstance(value, Mapping):
+            seconds = _num(value.get("seconds", value.get("duration_s")))
+        metric = name if name.endswith(PHASE_SUFFIX) else f"{name}{PHASE_SUFFIX}"
+        if out.get(metric) is None:
+            out[metric] = seconds
+    for name, value in _mapping(metrics.get("ingested")).items():
+        if out.get(name) is None:
+            out[name] = _num(value)
+
+    tests = [t for t in report.get("tests") or () if isinstance(t, Mapping) and t.get("nodeid")]
+    durations = {str(t["nodeid"]): d for t in tests if (d := _num(t.get("duration_s"))) is not None}
+    out["test_duration"] = durations if tests else None
+    rss = {str(t["nodeid"]): v for t in tests if (v := _num(t.get(TEST_RSS_FIGURE))) is not None}
+    out["test_rss"] = rss or None
+    return out
+
+
+def history_metrics(
+    current: RunRow, history: Sequence[RunRow], *, min_runs: int = MIN_HISTORY_RUNS
+) -> dict[str, MetricValue]:
+    """``ci_success_rate`` and ``test_failure_rate`` over this run and the ``history``
+    before it; None with fewer than ``min_runs`` runs in all."""
+    rows = [current, *history]
+    if len(rows) < min_runs:
+        return {"ci_success_rate": None, "test_failure_rate": None}
+    return {
+        "ci_success_rate": health.ci_success_rate(rows),
+        "test_failure_rate": health.failure_rate(rows),
+    }
+
+
+def current_run_row(monitor: MonitorSession, report: Mapping[str, Any]) -> RunRow:
+    """This session as the store will hold it, for analysis next to the stored runs."""
+    rel = _mapping(_mapping(report.get("metrics")).get("reliability"))
+    perf = _mapping(_mapping(report.get("metrics")).get("performance"))
+
+    def count(name: str) -> int:
+        value = rel.get(name)
+        return int(value) if isinstance(value, (int, float)) else 0
+
+    return RunRow(
+        run_seq=0,
+        run=monitor.run,
+        tests=count("tests"),
+        passed=count("passed"),
+        failed=count("failed"),
+        errors=count("errors"),
+        skipped=count("skipped"),
+        xfailed=count("xfailed"),
+        xpassed=count("xpassed"),
+        reruns=count("reruns"),
+        test_execution_time_s=_num(perf.get("test_execution_time_s")) or 0.0,
+        metrics={"metrics": report.get("metrics")},
+    )
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+# -- the plugin --------------------------------------------------------------------------------
+
+
+class GatesPlugin:
+    """Rules, alerts, health score, anomalies, recommendations and trends of a session."""
+
+    name = "p3monitor-gates"
+
+    def __init__(self, config: pytest.Config, monitor: MonitorSession) -> None:
+        self.config = config
+        self.monitor = monitor
+        extra = _ingested_names(config)
+        fail_texts, fail_where = setting_list(config, "p3monitor_fail_on")
+        warn_texts, warn_where = setting_list(config, "p3monitor_warn_on")
+        self.fail_rules = parse_rule_settings(fail_texts, fail_where, extra)
+        self.warn_rules = parse_rule_settings(warn_texts, warn_where, extra)
+        self.using_defaults = not fail_texts and not warn_texts
+        if self.using_defaults:
+            self.warn_rules = [parse_rule(text) for text in DEFAULT_WARN_RULES]
+
+        self.cost_per_hour: float | None = parse_with(
+            setting(config, "p3monitor_cost_per_hour"),
+            _money,
+            None,
+            "the CI runner's price per hour, e.g. 0.48 or $0.48",
+        )
+        self.history_window: int = parse_with(
+            setting(config, "p3monitor_history_window"),
+            _positive_int,
+            20,
+            "a number of runs, e.g. 20",
+        )
+        try:
+            self.targets = health.parse_targets(_ini_lines(config, "p3monitor_health_targets"))
+        except ValueError as exc:
+            raise pytest.UsageError(
+                f"p3monitor: ini p3monitor_health_targets is not valid: {exc}; expected lines "
+                "such as 'total_ci_time = 10m' or 'success_rate = 90%' "
+                f"(KPIs: {', '.join(health.KPIS)})"
+            ) from None
+        try:
+            self.weights = health.parse_weights(_ini_lines(config, "p3monitor_health_weights"))
+        except ValueError as exc:
+            raise pytest.UsageError(
+                f"p3monitor: ini p3monitor_health_weights is not valid: {exc}; expected e.g. "
+                "'reliability=0.4 performance=0.3 efficiency=0.2 user_satisfaction=0.1'"
+            ) from None
+        self.results: list[RuleResult] = []
+        self.anomalies: list[anomalies.Anomaly] = []
+        self.health: health.Health | None = None
+        self.recommendations: list[recommend.Recommendation] = []
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def pytest_p3monitor_evaluate(self, monitor: MonitorSession, report: dict[str, Any]) -> None:
+        metrics = report_metrics(report, cost_per_hour=self.cost_per_hour)
+        current = current_run_row(monitor, report)
+        history: list[RunRow] = []
+        trend_rows: list[RunRow] = []
+        flaky_entries: list[dict[str, Any]] = [
+            e for e in report.get("flaky") or () if isinstance(e, dict)
+        ]
+        now = time.time()
+
+        store = monitor.open_store()
+        if store is not None:
+            try:
+                history, trend_rows, test_figures = self._read_history(store, current, report)
+            except Exception as exc:  # the store failing must not stop the gates
+                monitor.warn(f"history not read, history rules not evaluated: {exc}")
+            else:
+                metrics.update(history_metrics(current, history))
+                metrics.update(test_figures.metrics)
+                self.anomalies.extend(test_figures.anomalies)
+                if not flaky_entries:
+                    flaky_entries = test_figures.flaky
+
+        self._session_anomalies(current, history, metrics)
+
+        flaky_rate = metrics.get("flaky_rate")
+        in_session = metrics.get("flaky_in_session")
+        kpis = health.kpi_values(
+            current,
+            history,
+            flaky_rate=float(flaky_rate) if isinstance(flaky_rate, (int, float)) else None,
+            flaky_in_session=int(in_session) if isinstance(in_session, (int, float)) else 0,
+            cpu_count=_cpu_count(),
+            min_runs=MIN_HISTORY_RUNS,
+        )
+        self.health = health.compute_health(kpis, self.targets, self.weights or None)
+        report["health_score"] = self.health.score
+        report["health"] = self.health.to_dict()
+        metrics["health_score"] = self.health.score
+
+        self.results = evaluate(self.fail_rules, metrics, "critical") + evaluate(
+            self.warn_rules, metrics, "warning", default=self.using_defaults
+        )
+        alerts = [r.to_dict() for r in self.results if r.crossed]
+        alerts += [a.to_alert() for a in self.anomalies]
+        report["alerts"] = list(report.get("alerts") or []) + alerts
+        report["gates"] = [r.to_dict() for r in self.results]
+        report["metrics"]["figures"] = {
+            name: value for name, value in metrics.items() if not isinstance(value, Mapping)
+        }
+        for result in self.results:
+            if result.crossed and result.severity == "critical":
+                monitor.gate_failures.append(_gate_line(result))
+
+        process = _mapping(_mapping(report["metrics"].get("resource_usage")).get("process"))
+        containers = _mapping(report["metrics"].get("resource_usage")).get("containers") or []
+        durations = metrics.get("test_duration")
+        self.recommendations = recommend.recommendations(
+            durations=durations if isinstance(durations, Mapping) else {},
+            current_workers=monitor.run.workers,
+            cpu_count=_cpu_count(),
+            flaky=flaky_entries,
+            memory_percent=_num(process.get("memory_percent_peak")),
+            containers=[c for c in containers if isinstance(c, Mapping)],
+        )
+        report["recommendations"] = [r.to_dict() for r in self.recommendations]
+        report["trends"] = trends.summaries([current, *trend_rows], now)
+
+    def _read_history(
+        self, store: Any, current: RunRow, report: Mapping[str, Any]
+    ) -> tuple[list[RunRow], list[RunRow], _TestFigures]:
+        run = self.monitor.run
+        own = run.run_id
+        history = [
+            r
+            for r in store.recent_runs(limit=self.history_window, branch=run.branch)
+            if r.run.run_id != own
+        ][: max(0, self.history_window - 1)]
+        trend_rows = [
+            r
+            for r in store.recent_runs(limit=TREND_RUNS, since=time.time() - 30 * _DAY)
+            if r.run.run_id != own
+        ]
+        records = self.monitor.records
+        figures = _test_figures(
+            store.histories(window=TEST_HISTORY_WINDOW, branch=run.branch, nodeids=list(records)),
+            records,
+            run,
+            report,
+        )
+        return history, trend_rows, figures
+
+    def _session_anomalies(
+        self, current: RunRow, history: Sequence[RunRow], metrics: Mapping[str, MetricValue]
+    ) -> None:
+        own = current.run.run_id
+        if current.tests:
+            slow = anomalies.slow_session(current.test_execution_time_s, history, exclude_run=own)
+            if slow is not None:
+                self.anomalies.append(slow)
+        rate = metrics.get("success_rate")
+        if isinstance(rate, (int, float)):
+            drop = anomalies.success_rate_drop(float(rate), history, exclude_run=own)
+            if drop is not None:
+                self.anomalies.append(drop)
+
+    # -- terminal --------------------------------------------------------------------------------
+    def pytest_p3monitor_terminal_summary(
+        self,
+        monitor: MonitorSession,
+        report: dict[str, Any],
+        terminalreporter: pytest.TerminalReporter,
+    ) -> None:
+        tr = terminalreporter
+        if self.health is not None and self.health.score is not None:
+            parts = [
+                f"{c.name.replace('_', ' ')} " + ("n/a" if c.score is None else f"{c.score:.0f}")
+                for c in self.health.components
+            ]
+            tr.write_line("health: " + ", ".join(parts))
+            if tr.verbosity > 0:
+                for line in self.health.lines():
+                    tr.write_line("  " + line)
+        for result in self.results:
+            if result.crossed and result.severity == "critical":
+                tr.write_line(_gate_line(result), red=True, bold=True)
+        for result in self.results:
+            if result.crossed and result.severity == "warning":
+                tr.write_line(f"p3monitor warning: {result.message}", yellow=True)
+        for anomaly in self.anomalies:
+            tr.write_line(f"p3monitor anomaly: {anomaly.message}", yellow=True)
+        for result in self.results:
+            if result.status == "not_evaluated" and not result.default:
+                tr.write_line(f"p3monitor: {result.message}")
+        shown = [r for r in self.recommendations if r.priority == "high"][:3]
+        for rec in shown:
+            tr.write_line(f"recommendation: {rec.recommendation} ({rec.expected_impact})")
+
+
+def _gate_line(result: RuleResult) -> str:
+    """The one line of a crossed fail rule: figure, threshold, tests concerned."""
+    return f"p3monitor gate failed: {result.message}"
+
+
+# -- per-test history ------------------------------------------------------------------------
+
+
+class _TestFigures:
+    def __init__(
+        self,
+        metrics: dict[str, MetricValue],
+        found: list[anomalies.Anomaly],
+        flaky: list[dict[str, Any]],
+    ) -> None:
+        self.metrics = metrics
+        self.anomalies = found
+        self.flaky = flaky
+
+
+def _test_figures(
+    histories: Iterable[tuple[str, Sequence[Any]]],
+    records: Mapping[str, TestRecord],
+    run: Any,
+    report: Mapping[str, Any],
+) -> _TestFigures:
+    """Stream the tests' histories once: duration jumps, duration_regression, flakiness."""
+    from . import flaky
+
+    passing = {n: r.duration_s for n, r in records.items() if r.outcome == "passed"}
+    regression: dict[str, float] = {}
+    found: list[anomalies.Anomaly] = []
+    flaky_results: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for nodeid, rows in histories:
+        seen.add(nodeid)
+        jumps = anomalies.duration_jumps(passing, [(nodeid, rows)], exclude_run=run.run_id)
+        regression.update(jumps.regression)
+        found.extend(jumps.anomalies)
+        record = records.get(nodeid)
+        if record is not None:
+            folded = flaky.fold_record(rows, record, run, TEST_HISTORY_WINDOW)
+            result = flaky.classify(nodeid, folded)
+            if result.is_flaky:
+                flaky_results.append(result.to_dict())
+    for nodeid, record in records.items():
+        if nodeid in seen:
+            continue  # a test new to the store: only this session's evidence
+        result = flaky.classify(nodeid, flaky.fold_record((), record, run, TEST_HISTORY_WINDOW))
+        if result.is_flaky:
+            flaky_results.append(result.to_dict())
+    found.sort(key=lambda a: a.value - a.baseline, reverse=True)
+    reported = [
+        e
+        for e in report.get("flaky") or ()
+        if isinstance(e, Mapping)
+        and e.get("status", "flaky") == "flaky"
+        and e.get("nodeid") in records
+    ]
+    flaky_count = len(reported) if reported else len(flaky_results)
+    tests = len(records)
+    metrics: dict[str, MetricValue] = {
+        "duration_regression": regression or None,
+        "flaky_count": float(flaky_count),
+        "flaky_rate": 100.0 * flaky_count / tests if tests else None,
+    }
+    return _TestFigures(metrics, found, flaky_results)
