@@ -1,0 +1,103 @@
+"""What `--p3monitor` costs a session: wall time and peak memory, against bare pytest.
+
+Runs a suite of N trivial tests (default 5000) in fresh pytest processes, the variants in
+alternating order each round, and prints per-variant medians and the median of the
+per-round ratios to bare pytest. Variants:
+
+  bare         pytest with pytest-p3monitor blocked (-p no:p3monitor)
+  installed    pytest-p3monitor installed, not enabled (what every session without the flag pays)
+  p3monitor    pytest --p3monitor (store in a fresh SQLite file, growing over the rounds)
+  json-report  pytest --json-report (pytest-json-report), when installed
+  reportlog    pytest --report-log (pytest-reportlog), when installed
+
+    python benchmarks/bench_overhead.py [--tests 5000] [--rounds 9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SUITE = """
+import pytest
+
+@pytest.mark.parametrize("i", range({n}))
+def test_trivial(i):
+    assert i >= 0
+"""
+
+
+def variants(work: Path) -> dict[str, list[str]]:
+    out = {
+        "bare": ["-p", "no:p3monitor"],
+        "installed": [],
+        "p3monitor": ["--p3monitor", "--p3monitor-db", str(work / "results.db")],
+    }
+    if importlib.util.find_spec("pytest_jsonreport"):
+        out["json-report"] = [
+            "-p", "no:p3monitor", "--json-report", f"--json-report-file={work / 'r.json'}"
+        ]  # fmt: skip
+    if importlib.util.find_spec("pytest_reportlog"):
+        out["reportlog"] = ["-p", "no:p3monitor", f"--report-log={work / 'log.jsonl'}"]
+    return out
+
+
+def run_once(work: Path, extra: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of one pytest process."""
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra, "test_bench.py"]
+    env = dict(os.environ)
+    env.pop("P3MONITOR_DB", None)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, env=env)
+    _, status, rusage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"pytest failed ({proc.returncode}): {' '.join(cmd)}")
+    return wall, rusage.ru_maxrss * 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--tests", type=int, default=5000)
+    ap.add_argument("--rounds", type=int, default=9)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="p3m-bench-") as tmp:
+        work = Path(tmp)
+        (work / "test_bench.py").write_text(SUITE.format(n=args.tests))
+        (work / "pytest.ini").write_text("[pytest]\n")
+        names = variants(work)
+        for extra in names.values():  # warm up: bytecode caches, the store's schema
+            run_once(work, extra)
+        walls: dict[str, list[float]] = {k: [] for k in names}
+        rss: dict[str, list[int]] = {k: [] for k in names}
+        order = list(names)
+        for r in range(args.rounds):
+            rotated = order[r % len(order) :] + order[: r % len(order)]
+            for name in rotated:
+                wall, peak = run_once(work, names[name])
+                walls[name].append(wall)
+                rss[name].append(peak)
+    print(f"{args.tests} trivial tests, {args.rounds} rounds, variants alternating each round")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
+    print(f"{'variant':<12} {'median s':>9} {'ratio':>7} {'peak RSS MiB':>13} {'+MiB':>6}")
+    bare_rss = statistics.median(rss["bare"])
+    for name in names:
+        ratios = [w / b for w, b in zip(walls[name], walls["bare"])]
+        med_rss = statistics.median(rss[name])
+        print(
+            f"{name:<12} {statistics.median(walls[name]):>9.3f} {statistics.median(ratios):>7.3f}"
+            f" {med_rss / 2**20:>13.1f} {(med_rss - bare_rss) / 2**20:>6.1f}"
+        )
+    print("ratio = median over rounds of (variant wall / bare wall in the same round)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Folding reports into records: one record per item, whatever the reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_p3monitor.collect import MESSAGE_MAX, RecordBuilder, short_message
+
+
+@dataclass
+class Crash:
+    message: str
+
+
+@dataclass
+class LongRepr:
+    reprcrash: Crash
+
+    def __str__(self) -> str:
+        return "traceback...\n" + self.reprcrash.message
+
+
+@dataclass
+class Rep:
+    when: str
+    outcome: str
+    nodeid: str = "t.py::test_x"
+    duration: float = 0.1
+    start: float = 100.0
+    stop: float = 100.1
+    longrepr: Any = None
+    location: tuple[str, int, str] = ("t.py", 9, "test_x")
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.outcome in ("failed", "rerun") and self.longrepr is None:
+            self.longrepr = LongRepr(Crash(f"{self.when} broke"))
+        for k, v in self.extra.items():
+            setattr(self, k, v)
+
+
+def fold(*reports: Rep) -> RecordBuilder:
+    b = RecordBuilder()
+    for r in reports:
+        b.add(r)
+    return b
+
+
+def test_passed_test() -> None:
+    b = fold(Rep("setup", "passed"), Rep("call", "passed"), Rep("teardown", "passed"))
+    (r,) = b.records.values()
+    assert (r.outcome, r.file, r.line, r.reruns, r.message) == ("passed", "t.py", 10, 0, None)
+    assert abs(r.duration_s - 0.3) < 1e-9
+
+
+def test_outcome_table() -> None:
+    xfail = {"wasxfail": "reason"}
+    cases = {
+        "error": [Rep("setup", "failed"), Rep("teardown", "passed")],
+        "skipped": [Rep("setup", "skipped"), Rep("teardown", "passed")],
+        "xfailed": [Rep("setup", "passed"), Rep("call", "skipped", extra=xfail)],
+        "xpassed": [Rep("setup", "passed"), Rep("call", "passed", extra=xfail)],
+        "failed": [Rep("setup", "passed"), Rep("call", "failed"), Rep("teardown", "failed")],
+    }
+    for expected, reports in cases.items():
+        assert fold(*reports).records["t.py::test_x"].outcome == expected, expected
+    teardown_error = fold(Rep("setup", "passed"), Rep("call", "passed"), Rep("teardown", "failed"))
+    rec = teardown_error.records["t.py::test_x"]
+    assert (rec.outcome, rec.message) == ("error", "teardown broke")
+
+
+def test_worker_and_figures_travel_on_reports() -> None:
+    b = fold(
+        Rep("setup", "passed", extra={"worker_id": "gw1"}),
+        Rep("call", "passed"),
+        Rep("teardown", "passed", extra={"p3monitor": {"cpu_s": 0.5}}),
+    )
+    rec = b.records["t.py::test_x"]
+    assert rec.worker == "gw1"
+    assert rec.figures == {"cpu_s": 0.5}
+
+
+def test_message_is_one_short_line() -> None:
+    long = Rep("call", "failed", longrepr=LongRepr(Crash("x" * 1000 + "\n  more")))
+    msg = short_message(long)
+    assert msg is not None and len(msg) == MESSAGE_MAX and "\n" not in msg
+    assert short_message(Rep("call", "failed", longrepr="line one\n\nlast line\n")) == "last line"
+    assert short_message(Rep("setup", "skipped", longrepr=("f.py", 3, "Skipped: why"))) == (
+        "Skipped: why"
+    )
+
+
+attempt = st.sampled_from(["pass", "fail-call", "fail-setup"])
+
+
+@given(
+    attempts=st.lists(attempt, min_size=1, max_size=6),
+    subtests=st.lists(st.booleans(), max_size=4),
+)
+def test_any_attempts_make_one_record_with_reruns_counted(
+    attempts: list[str], subtests: list[bool]
+) -> None:
+    """pytest-rerunfailures: each attempt but the last is reported as 'rerun'."""
+    reports: list[Rep] = []
+    for i, kind in enumerate(attempts):
+        last = i == len(attempts) - 1
+        if kind == "fail-setup":
+            reports.append(Rep("setup", "failed" if last else "rerun"))
+        else:
+            reports.append(Rep("setup", "passed"))
+            if last:
+                for ok in subtests:
+                    reports.append(Rep("call", "passed" if ok else "failed", extra={"context": 1}))
+            failed = kind == "fail-call" or (last and not all(subtests))
+            reports.append(Rep("call", ("failed" if last else "rerun") if failed else "passed"))
+        reports.append(Rep("teardown", "passed"))
+    b = fold(*reports)
+    assert list(b.records) == ["t.py::test_x"]
+    rec = b.records["t.py::test_x"]
+    reruns = sum(r.outcome == "rerun" for r in reports)
+    assert rec.reruns == reruns
+    final = attempts[-1]
+    if final == "fail-setup":
+        assert rec.outcome == "error"
+    elif final == "fail-call" or not all(subtests):
+        assert rec.outcome == "failed"
+    else:
+        assert rec.outcome == "passed"
+    assert rec.subtests_failed == (0 if final == "fail-setup" else subtests.count(False))

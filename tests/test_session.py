@@ -1,0 +1,381 @@
+"""The plugin in real pytest sessions: what it records, where, and what it never changes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import results, store_rows
+
+DB = Path(".p3monitor") / "results.db"
+
+SUITE = """
+import pytest
+
+def test_pass():
+    pass
+
+def test_fail():
+    assert 1 == 2, "one is not two"
+
+@pytest.mark.skip(reason="not today")
+def test_skip():
+    pass
+
+@pytest.mark.xfail(reason="known")
+def test_xfail():
+    assert False
+
+@pytest.mark.xfail(reason="fixed already")
+def test_xpass():
+    pass
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("fixture broke")
+
+def test_setup_error(broken):
+    pass
+
+def test_teardown_error(request):
+    request.addfinalizer(lambda: 1 / 0)
+"""
+
+EXPECTED = {
+    "test_suite.py::test_pass": "passed",
+    "test_suite.py::test_fail": "failed",
+    "test_suite.py::test_skip": "skipped",
+    "test_suite.py::test_xfail": "xfailed",
+    "test_suite.py::test_xpass": "xpassed",
+    "test_suite.py::test_setup_error": "error",
+    "test_suite.py::test_teardown_error": "error",
+}
+
+
+def test_records_every_outcome_once(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest("--p3monitor", "-p", "no:randomly")
+    result.assert_outcomes(passed=2, failed=1, skipped=1, xfailed=1, xpassed=1, errors=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    got = results(pytester.path / DB)
+    assert {k: v[0] for k, v in got.items()} == EXPECTED
+    assert "one is not two" in got["test_suite.py::test_fail"][3]
+    assert "fixture broke" in got["test_suite.py::test_setup_error"][3]
+    assert "ZeroDivisionError" in got["test_suite.py::test_teardown_error"][3]
+    (run,) = store_rows(
+        pytester.path / DB,
+        "SELECT tests, passed, failed, errors, skipped, xfailed, xpassed, exit_status, hostname,"
+        " python, pytest FROM p3m_runs",
+    )
+    assert run[:8] == (7, 1, 1, 2, 1, 1, 1, 1)
+    assert run[8] and run[9] and run[10] == pytest.__version__
+
+
+def test_file_line_and_phase_timings(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_timing="""
+        import time, pytest
+
+        @pytest.fixture
+        def slow_setup():
+            time.sleep(0.05)
+            yield
+            time.sleep(0.03)
+
+        def test_timed(slow_setup):
+            time.sleep(0.1)
+        """
+    )
+    pytester.runpytest("--p3monitor").assert_outcomes(passed=1)
+    ((file, line, setup, call, teardown, start, stop),) = store_rows(
+        pytester.path / DB,
+        "SELECT t.file, t.line, setup_s, call_s, teardown_s, start_at, stop_at"
+        " FROM p3m_results r JOIN p3m_tests t ON t.id = r.test",
+    )
+    assert (file, line) == ("test_timing.py", 9)
+    assert 0.04 < setup < 0.5
+    assert 0.09 < call < 0.6
+    assert 0.02 < teardown < 0.5
+    assert stop - start >= setup + call + teardown - 0.01
+
+
+def test_without_the_flag_nothing_is_created(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=2, failed=1, skipped=1, xfailed=1, xpassed=1, errors=2)
+    assert not (pytester.path / ".p3monitor").exists()
+    result.stdout.no_fnmatch_line("*- p3monitor -*")
+
+
+def test_without_the_flag_no_heavy_import(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_imports="""
+        import sys
+
+        def test_nothing_heavy_loaded():
+            heavy = {"pytest_p3monitor.session", "sqlite3", "psutil", "docker", "psycopg",
+                     "prometheus_client", "requests"}
+            assert not heavy & set(sys.modules), heavy & set(sys.modules)
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:xdist")
+    result.assert_outcomes(passed=1)
+
+
+def test_enabled_from_ini(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\np3monitor = true\n")
+    pytester.makepyfile(test_one="def test_one(): pass")
+    pytester.runpytest().assert_outcomes(passed=1)
+    assert list(results(pytester.path / DB)) == ["test_one.py::test_one"]
+
+
+def test_store_folder_has_gitignore(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_one="def test_one(): pass")
+    pytester.runpytest("--p3monitor")
+    assert (pytester.path / ".p3monitor" / ".gitignore").read_text().splitlines()[-1] == "*"
+
+
+def test_db_location_cli_beats_env_beats_ini(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeini("[pytest]\np3monitor_db = from_ini.db\n")
+    pytester.makepyfile(test_one="def test_one(): pass")
+    pytester.runpytest("--p3monitor")
+    assert (pytester.path / "from_ini.db").exists()
+    monkeypatch.setenv("P3MONITOR_DB", str(pytester.path / "from_env.db"))
+    pytester.runpytest("--p3monitor")
+    assert (pytester.path / "from_env.db").exists()
+    pytester.runpytest("--p3monitor", "--p3monitor-db", "from_cli.db")
+    assert (pytester.path / "from_cli.db").exists()
+    for name in ("from_ini.db", "from_env.db", "from_cli.db"):
+        assert len(store_rows(pytester.path / name, "SELECT seq FROM p3m_runs")) == 1
+
+
+def test_history_accumulates_across_runs(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_flip="def test_flip():\n    assert True\n")
+    pytester.runpytest("--p3monitor", "--p3monitor-commit", "aaa")
+    pytester.makepyfile(test_flip="def test_flip():\n    assert False\n")
+    pytester.runpytest("--p3monitor", "--p3monitor-commit", "bbb")
+    rows = store_rows(
+        pytester.path / DB,
+        "SELECT ru.commit_sha, r.outcome FROM p3m_results r JOIN p3m_runs ru ON ru.seq = r.run"
+        " ORDER BY ru.seq",
+    )
+    assert rows == [("aaa", "passed"), ("bbb", "failed")]
+
+
+def test_commit_and_branch_precedence(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_one="def test_one(): pass")
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_SHA", "ci-sha")
+    monkeypatch.setenv("GITHUB_REF_NAME", "ci-branch")
+    monkeypatch.setenv("GITHUB_RUN_ID", "77")
+    monkeypatch.setenv("GITHUB_REPOSITORY", "o/r")
+    pytester.runpytest("--p3monitor")
+    monkeypatch.setenv("P3MONITOR_COMMIT", "env-sha")
+    pytester.runpytest("--p3monitor")
+    pytester.runpytest("--p3monitor", "--p3monitor-commit", "cli-sha", "--p3monitor-branch", "b")
+    rows = store_rows(
+        pytester.path / DB,
+        "SELECT commit_sha, branch, ci_provider, ci_run_id, ci_url FROM p3m_runs ORDER BY seq",
+    )
+    url = "https://github.com/o/r/actions/runs/77"
+    assert rows == [
+        ("ci-sha", "ci-branch", "github-actions", "77", url),
+        ("env-sha", "ci-branch", "github-actions", "77", url),
+        ("cli-sha", "b", "github-actions", "77", url),
+    ]
+
+
+def test_terminal_summary(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest("--p3monitor", "-p", "no:randomly")
+    result.stdout.fnmatch_lines(
+        [
+            "*- p3monitor -*",
+            "run * 7 tests, success rate 50.0%, test execution *",
+            "slowest: *",
+            f"stored in *{DB}",
+        ]
+    )
+
+
+def test_json_report_has_every_schema_key(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest("--p3monitor", "--p3monitor-json", "out/report.json")
+    result.stdout.fnmatch_lines(["report written to *out/report.json"])
+    report = json.loads((pytester.path / "out" / "report.json").read_text())
+    assert report["schema"] == "p3monitor-report/1"
+    top = {
+        "schema", "timestamp", "run", "health_score", "health", "metrics", "tests", "flaky",
+        "trends", "alerts", "recommendations",
+    }  # fmt: skip
+    assert top <= set(report)
+    run_keys = {
+        "id", "commit", "branch", "ci", "started_at", "finished_at", "hostname", "python",
+        "pytest", "workers",
+    }  # fmt: skip
+    assert run_keys <= set(report["run"])
+    assert set(report["run"]["ci"]) == {"provider", "run_id", "job", "url"}
+    assert {"reliability", "performance", "efficiency", "user_satisfaction", "weights"} <= set(
+        report["health"]
+    )
+    perf = report["metrics"]["performance"]
+    assert {"total_time_s", "test_execution_time_s", "phases", "slowest"} <= set(perf)
+    rel = report["metrics"]["reliability"]
+    assert rel["tests"] == 7 and rel["failed"] == 1 and rel["errors"] == 2
+    assert rel["success_rate"] == pytest.approx(50.0)
+    assert "flaky_in_session" in rel
+    res = report["metrics"]["resource_usage"]
+    assert {"cpu_percent_peak", "cpu_percent_mean", "rss_bytes_peak", "memory_percent_peak"} <= set(
+        res["process"]
+    )
+    assert isinstance(res["containers"], list)
+    assert {"last_24h", "last_7d", "last_30d"} <= set(report["trends"])
+    assert len(report["tests"]) == 7
+    for entry in report["tests"]:
+        assert {
+            "nodeid", "outcome", "duration_s", "setup_s", "call_s", "teardown_s", "reruns",
+            "worker",
+        } <= set(entry)  # fmt: skip
+    assert report["run"]["exit_status"] == 1
+
+
+def test_json_report_path_from_ini_is_relative_to_ini(pytester: pytest.Pytester) -> None:
+    pytester.mkdir("sub")
+    pytester.makeini("[pytest]\np3monitor_json = reports/r.json\n")
+    pytester.makepyfile(test_one="def test_one(): pass")
+    os.chdir(pytester.path / "sub")
+    pytester.runpytest("--p3monitor", str(pytester.path))
+    assert (pytester.path / "reports" / "r.json").exists()
+
+
+def test_reruns_are_counted_on_one_record(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("pytest_rerunfailures")
+    pytester.makepyfile(
+        test_rerun="""
+        import pytest
+
+        ATTEMPTS = []
+
+        @pytest.mark.flaky(reruns=3)
+        def test_passes_third_time():
+            ATTEMPTS.append(1)
+            assert len(ATTEMPTS) >= 3, f"attempt {len(ATTEMPTS)}"
+
+        @pytest.mark.flaky(reruns=1)
+        def test_always_fails():
+            assert False, "always"
+        """
+    )
+    result = pytester.runpytest("--p3monitor", "-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=1)
+    assert result.parseoutcomes()["rerun"] == 3
+    got = results(pytester.path / DB)
+    assert got["test_rerun.py::test_passes_third_time"][:2] == ("passed", 2)
+    assert "attempt 2" in got["test_rerun.py::test_passes_third_time"][3]
+    assert got["test_rerun.py::test_always_fails"][:2] == ("failed", 1)
+    assert len(got) == 2
+
+
+def test_subtests_never_duplicate_records(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_sub="""
+        def test_some_fail(subtests):
+            for i in range(4):
+                with subtests.test(i=i):
+                    assert i % 2 == 0, f"odd {i}"
+
+        def test_all_pass(subtests):
+            for i in range(3):
+                with subtests.test(i=i):
+                    pass
+        """
+    )
+    pytester.runpytest("--p3monitor", "-p", "no:randomly")
+    got = results(pytester.path / DB)
+    assert len(got) == 2
+    assert got["test_sub.py::test_some_fail"][0] == "failed"
+    assert "odd 1" in got["test_sub.py::test_some_fail"][3]
+    assert got["test_sub.py::test_all_pass"][0] == "passed"
+
+
+XDIST_SUITE = """
+import os, pytest
+
+@pytest.mark.parametrize("i", range(20))
+def test_many(i):
+    assert os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw")
+
+def test_fails():
+    assert False
+
+def test_worker_never_opens_store():
+    assert not os.path.exists(os.path.join(os.environ["SPY_DIR"], "opened-by-worker"))
+"""
+
+
+def test_xdist_records_each_test_once_on_the_controller(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("xdist")
+    monkeypatch.setenv("SPY_DIR", str(pytester.path))
+    pytester.makeconftest(
+        """
+        import os, pytest
+        from pytest_p3monitor import store
+
+        real = store.open_store
+
+        def spy(*args, **kwargs):
+            if os.environ.get("PYTEST_XDIST_WORKER"):
+                open(os.path.join(os.environ["SPY_DIR"], "opened-by-worker"), "w").close()
+            return real(*args, **kwargs)
+
+        store.open_store = spy
+        """
+    )
+    pytester.makepyfile(test_x=XDIST_SUITE)
+    result = pytester.runpytest_subprocess("--p3monitor", "-n", "2")
+    result.assert_outcomes(passed=21, failed=1)
+    got = results(pytester.path / DB)
+    assert len(got) == 22
+    assert {v[2] for v in got.values()} == {"gw0", "gw1"}
+    assert not (pytester.path / "opened-by-worker").exists()
+    ((workers, tests),) = store_rows(pytester.path / DB, "SELECT workers, tests FROM p3m_runs")
+    assert (workers, tests) == (2, 22)
+
+
+def test_exit_status_unchanged_when_everything_passes(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_one="def test_one(): pass")
+    assert pytester.runpytest("--p3monitor").ret == pytest.ExitCode.OK
+
+
+def test_no_tests_collected_keeps_exit_5(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--p3monitor")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    assert store_rows(pytester.path / DB, "SELECT tests, exit_status FROM p3m_runs") == [(0, 5)]
+
+
+def test_interrupted_session_is_stored_and_keeps_exit_status(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_int="""
+        def test_first():
+            pass
+
+        def test_interrupt():
+            raise KeyboardInterrupt
+
+        def test_never():
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("--p3monitor", "-p", "no:randomly")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    rows = store_rows(pytester.path / DB, "SELECT tests, exit_status FROM p3m_runs")
+    assert rows[0][1] == 2
+    assert "test_int.py::test_first" in results(pytester.path / DB)
