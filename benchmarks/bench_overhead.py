@@ -90,7 +90,7 @@ def main() -> None:
     print(f"{'variant':<12} {'median s':>9} {'ratio':>7} {'peak RSS MiB':>13} {'+MiB':>6}")
     bare_rss = statistics.median(rss["bare"])
     for name in names:
-        ratios = [w / b for w, b in zip(walls[name], walls["bare"])]
+        ratios = [w / b for w, b in zip(walls[name], walls["bare"], strict=False)]
         med_rss = statistics.median(rss[name])
         print(
             f"{name:<12} {statistics.median(walls[name]):>9.3f} {statistics.median(ratios):>7.3f}"

@@ -24,8 +24,12 @@ def db(tmp_path: Path) -> Path:
         run = RunInfo(run_id=f"run{i}", started_at=now - 100 + i, commit=f"c{i}", branch="main")
         run.finished_at = run.started_at + 1
         tests = [
-            TestRecord(nodeid="t.py::test_a", outcome=outcome, call_s=0.5, message=None
-                       if outcome == "passed" else "boom | pipe"),  # fmt: skip
+            TestRecord(
+                nodeid="t.py::test_a",
+                outcome=outcome,
+                call_s=0.5,
+                message=None if outcome == "passed" else "boom | pipe",
+            ),
             TestRecord(nodeid="t.py::test_b", outcome="skipped"),
         ]
         store.save_run(run, tests, {"health_score": 90.0 + i})

@@ -21,7 +21,9 @@ CASES = [
             "GITHUB_JOB": "test",
             "GITHUB_REPOSITORY": "org/repo",
         },
-        CIInfo("github-actions", "42", "test", "https://github.com/org/repo/actions/runs/42/attempts/2"),
+        CIInfo(
+            "github-actions", "42", "test", "https://github.com/org/repo/actions/runs/42/attempts/2"
+        ),
         "abc",
         "main",
     ),

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from conftest import results, store_rows
 
 DB = Path(".p3monitor") / "results.db"

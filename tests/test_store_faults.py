@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import store_rows
 
 from pytest_p3monitor.store.schema import SCHEMA_VERSION
+
+from conftest import store_rows
 
 SUITE = """
 def test_ok():
@@ -92,7 +93,9 @@ def test_store_from_a_newer_schema(pytester: pytest.Pytester) -> None:
     db = pytester.path / "results.db"
     run_with_store(pytester, db)
     conn = sqlite3.connect(db)
-    conn.execute("UPDATE p3m_meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION + 1,))
+    conn.execute(
+        "UPDATE p3m_meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION + 1,)
+    )
     conn.commit()
     conn.close()
     before = digest(db)
@@ -193,7 +196,7 @@ def test_parallel_sessions_on_one_store_all_land(pytester: pytest.Pytester) -> N
         for _ in range(6)
     ]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
-    for p, out in zip(procs, outputs):
+    for p, out in zip(procs, outputs, strict=False):
         assert p.returncode == 0, out
         assert "Warning" not in out and "locked" not in out, out
     assert store_rows(db, "SELECT count(*), sum(tests) FROM p3m_runs") == [(6, 1800)]
