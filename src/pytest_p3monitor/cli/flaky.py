@@ -98,22 +98,27 @@ HEADERS = (
 
 @guarded
 def run(args: argparse.Namespace) -> int:
-    seen = 0
     kept: list[FlakyResult] = []
     with reading_store(args) as store:
-        for result in classify_all(store.histories(args.window, args.branch)):
-            seen += 1
+        # Only a test that failed or needed a rerun in the window can be flaky: without
+        # --all the store picks those, and the rest of the history is never read.
+        if args.all:
+            histories = store.histories(args.window, args.branch)
+        else:
+            histories = store.failing_histories(args.window, args.branch)
+        for result in classify_all(histories):
             if args.all or result.status == "flaky":
                 kept.append(result)
     results = rank(kept)
     if args.format == "json":
         print_json([r.to_dict() for r in results])
         return 0
-    where = f"the last {args.window} runs" + (f" of {args.branch}" if args.branch else "")
+    where = f"the last {args.window} runs" + (f" of branch {args.branch}" if args.branch else "")
+    flaky = sum(1 for r in results if r.status == "flaky")
     if not results:
-        print(f"no flaky tests among {seen} tests in {where}")
+        print(f"no flaky tests in {where}")
         return 0
     print(render_table(HEADERS, table_rows(results), args.format))
-    flaky = sum(1 for r in results if r.status == "flaky")
-    print(f"\n{flaky} flaky of {seen} tests in {where}")
+    tail = f" among {len(results)} tests" if args.all else ""
+    print(f"\n{flaky} flaky test{'s' if flaky != 1 else ''}{tail} in {where}")
     return 0

@@ -10,7 +10,7 @@ import abc
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..records import HistoryRow, RunInfo, RunRow, TestRecord
+from ..records import FAILING_OUTCOMES, HistoryRow, RunInfo, RunRow, TestRecord
 
 
 class StoreError(Exception):
@@ -70,6 +70,20 @@ class Store(abc.ABC):
     ) -> Iterator[tuple[str, list[HistoryRow]]]:
         """Stream ``(nodeid, rows)`` for every test (or the given ones): its last ``window``
         results, oldest first. Tests come one at a time so memory stays bounded."""
+
+    def failing_histories(
+        self, window: int = 100, branch: str | None = None
+    ) -> Iterator[tuple[str, list[HistoryRow]]]:
+        """:meth:`histories` of only the tests with a failed or error result, or a rerun, in
+        the window: the only tests that can be flaky, failing, regressed or fixed.
+
+        Same window and rows as :meth:`histories`. Backends answer it faster by picking
+        the tests in the database (``p3monitor flaky`` reads only these).
+        """
+        failing = FAILING_OUTCOMES
+        for nodeid, rows in self.histories(window, branch):
+            if any(r.outcome in failing or r.reruns for r in rows):
+                yield nodeid, rows
 
     @abc.abstractmethod
     def close(self) -> None:

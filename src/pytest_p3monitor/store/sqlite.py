@@ -19,10 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from ..fsutil import make_dir_with_gitignore
+from ..records import HistoryRow
 from .base import SchemaTooNew, StoreCorrupt, StoreUnavailable
 from .schema import SCHEMA_VERSION, statements
-from .sql import SQLStore
+from .sql import MAX_WINDOW, SQLStore
 
+#: failing_histories scans the whole results table while the store holds fewer than this
+#: many windows of runs, and goes through the run index beyond.
+SCAN_BELOW = 20
+#: A partial index of the failed / error / rerun results, on (run, test), if the schema has it.
+FAILING_INDEX = "p3m_results_failing"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 #: How long a writer waits for another session's transaction before giving up (ms).
 BUSY_TIMEOUT_MS = 120_000
@@ -160,6 +166,63 @@ class SQLiteStore(SQLStore):
         except sqlite3.DatabaseError as exc:
             self.conn.rollback()
             raise self._classify(exc) from None
+
+    def failing_histories(
+        self, window: int = 100, branch: str | None = None
+    ) -> Iterator[tuple[str, list[HistoryRow]]]:
+        # The tests are picked in SQL (one scan of the results, in C), then only their rows
+        # become HistoryRows: over 10,000 tests x 200 runs that is a few percent of them.
+        window = min(window, MAX_WINDOW)
+        cur = self.conn.cursor()
+        run_sql = "SELECT seq FROM p3m_runs"
+        params: list[Any] = []
+        if branch is not None:
+            run_sql += " WHERE branch = ?"
+            params.append(branch)
+        cur.execute(run_sql + " ORDER BY seq DESC LIMIT 1 OFFSET ?", (*params, window - 1))
+        first = cur.fetchone()
+        cutoff = first[0] if first else 0
+        # With a partial index of the failing results (FAILING_INDEX) SQLite reads only
+        # those. Without it, a window over much of the store is read fastest by one
+        # sequential scan of the results (the unary + keeps SQLite off the run index, whose
+        # lookups are random); a window over a small part of a long history, by the index.
+        cur.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ?",
+            (FAILING_INDEX,),
+        )
+        scan = False
+        if not cur.fetchone()[0]:
+            cur.execute("SELECT count(*) FROM p3m_runs")
+            scan = cur.fetchone()[0] <= SCAN_BELOW * window
+        picked = (
+            f"SELECT f.test FROM p3m_results f WHERE {'+' if scan else ''}f.run >= ?"
+            " AND (f.outcome IN ('failed', 'error') OR f.reruns > 0)"
+        )
+        sql = (
+            "SELECT t.nodeid, r.run, ru.run_id, ru.started_at, ru.commit_sha, ru.branch,"
+            " r.outcome, r.reruns, r.setup_s + r.call_s + r.teardown_s, r.message"
+            " FROM p3m_results r JOIN p3m_runs ru ON ru.seq = r.run"
+            " JOIN p3m_tests t ON t.id = r.test WHERE r.run >= ?"
+        )
+        outer: list[Any] = [cutoff]
+        inner: list[Any] = [cutoff]
+        if branch is not None:
+            sql += " AND ru.branch = ?"
+            outer.append(branch)
+            picked += " AND f.run IN (SELECT seq FROM p3m_runs WHERE branch = ?)"
+            inner.append(branch)
+        sql += f" AND r.test IN ({picked}) ORDER BY r.test, r.run"
+        cur.execute(sql, (*outer, *inner))
+        current: str | None = None
+        rows: list[HistoryRow] = []
+        for r in cur:
+            if r[0] != current:
+                if current is not None:
+                    yield current, rows
+                current, rows = r[0], []
+            rows.append(HistoryRow(*r[1:]))
+        if current is not None:
+            yield current, rows
 
     def close(self) -> None:
         self.conn.close()
