@@ -369,7 +369,7 @@ class TestListing:
         assert {"nodeid", "status", "score", "runs", "failures"} <= set(data)
         assert data["status"] == "flaky"
         assert data["flaky_commits"] == ["a"]
-        assert str(data["first_seen_flaky"]).endswith("+00:00")
+        assert str(data["first_seen_flaky"]).endswith("Z")
         assert data["fail_rate"] == 0.25
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 #: constructed as ``Class(config, monitor)``.
 FEATURES: tuple[tuple[str, str], ...] = (
     ("p3monitor-gates", "pytest_p3monitor.gates_plugin:GatesPlugin"),
+    ("p3monitor-flaky", "pytest_p3monitor.flaky_plugin:FlakyPlugin"),
 )
 
 
@@ -135,6 +136,38 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="p3monitor_branch",
         metavar="NAME",
         help="branch of this run (default: the CI's variables, else git) [env P3MONITOR_BRANCH]",
+    )
+    both(
+        "--p3monitor-flaky-window",
+        "p3monitor_flaky_window",
+        "judge flakiness on each test's last N runs (default 100)",
+        metavar="N",
+    )
+    both(
+        "--p3monitor-flaky-branch",
+        "p3monitor_flaky_branch",
+        "judge flakiness on the runs of this branch only (default: every branch)",
+        metavar="NAME",
+    )
+    group.addoption(
+        "--p3monitor-quarantine",
+        action="store_true",
+        dest="p3monitor_quarantine",
+        default=None,
+        help="failures of tests known to be flaky do not fail the session; they are still "
+        "run, stored and listed (ini: p3monitor_quarantine = true)",
+    )
+    parser.addini(
+        "p3monitor_quarantine",
+        "failures of tests known to be flaky do not fail the session",
+        type="bool",
+        default=False,
+    )
+    both(
+        "--p3monitor-rerun-flaky",
+        "p3monitor_rerun_flaky",
+        "rerun tests known to be flaky up to N times (needs pytest-rerunfailures)",
+        metavar="N",
     )
 
 
