@@ -17,6 +17,8 @@ COMMANDS: tuple[str, ...] = (
     "runs",
     "history",
     "flaky",
+    "prune",
+    "migrate",
 )
 
 

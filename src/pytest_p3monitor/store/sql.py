@@ -55,6 +55,10 @@ class SQLStore(Store):
         """Rewrite a ``?``-placeholder query for this backend."""
         return sql if self.paramstyle == "qmark" else sql.replace("?", "%s")
 
+    def _stream_cursor(self) -> Any:
+        """A cursor for a large result read in batches (a backend may stream it)."""
+        return self.conn.cursor()
+
     @abc.abstractmethod
     def write_transaction(self) -> AbstractContextManager[Any]:
         """A context manager giving a cursor inside one write transaction."""
@@ -220,6 +224,61 @@ class SQLStore(Store):
         cur.execute(self.q(sql), (*params, limit))
         return [self._run_row(r) for r in cur.fetchall()]
 
+    # -- copying a whole store (``p3monitor migrate-store``) ----------------------------------
+    def run_ids(self) -> set[str]:
+        """The ids of every stored run."""
+        cur = self.conn.cursor()
+        cur.execute("SELECT run_id FROM p3m_runs")
+        return {r[0] for r in cur.fetchall()}
+
+    def runs_after(self, after_seq: int = 0, limit: int = 100) -> list[RunRow]:
+        """Up to ``limit`` runs with a sequence number above ``after_seq``, oldest first."""
+        cur = self.conn.cursor()
+        cur.execute(
+            self.q(f"SELECT {_RUN_COLUMNS} FROM p3m_runs WHERE seq > ? ORDER BY seq LIMIT ?"),
+            (after_seq, limit),
+        )
+        return [self._run_row(r) for r in cur.fetchall()]
+
+    def run_tests(self, run_seq: int) -> list[TestRecord]:
+        """Every test result of one run, as the records it was saved from."""
+        cur = self.conn.cursor()
+        cur.execute(
+            self.q(
+                "SELECT t.nodeid, r.outcome, t.file, t.line, r.setup_s, r.call_s, r.teardown_s,"
+                " r.start_at, r.stop_at, r.reruns, r.worker, r.message, r.figures"
+                " FROM p3m_results r JOIN p3m_tests t ON t.id = r.test WHERE r.run = ?"
+                " ORDER BY t.nodeid"
+            ),
+            (run_seq,),
+        )
+        records = []
+        for row in cur.fetchall():
+            try:
+                figures = json.loads(row[12]) if row[12] else {}
+            except ValueError:
+                figures = {}
+            (nodeid, outcome, file, line, setup_s, call_s, teardown_s) = row[:7]
+            (start, stop, reruns, worker, message) = row[7:12]
+            records.append(
+                TestRecord(
+                    nodeid=nodeid,
+                    outcome=outcome,
+                    file=file,
+                    line=line,
+                    setup_s=setup_s,
+                    call_s=call_s,
+                    teardown_s=teardown_s,
+                    start=start,
+                    stop=stop,
+                    reruns=reruns,
+                    worker=worker,
+                    message=message,
+                    figures=figures,
+                )
+            )
+        return records
+
     _HISTORY_SELECT = (
         "SELECT r.run, ru.run_id, ru.started_at, ru.commit_sha, ru.branch, r.outcome, r.reruns,"
         " r.setup_s + r.call_s + r.teardown_s, r.message"
@@ -278,7 +337,7 @@ class SQLStore(Store):
             sql += " AND ru.branch = ?"
             params.append(branch)
         sql += " ORDER BY r.test, r.run"
-        cur = self.conn.cursor()
+        cur = self._stream_cursor()
         cur.execute(self.q(sql), params)
         current: str | None = None
         rows: list[HistoryRow] = []
