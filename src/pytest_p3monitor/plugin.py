@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 FEATURES: tuple[tuple[str, str], ...] = (
     ("p3monitor-gates", "pytest_p3monitor.gates_plugin:GatesPlugin"),
     ("p3monitor-flaky", "pytest_p3monitor.flaky_plugin:FlakyPlugin"),
+    ("p3monitor-retention", "pytest_p3monitor.retention_plugin:RetentionPlugin"),
 )
 
 
@@ -168,6 +169,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "p3monitor_rerun_flaky",
         "rerun tests known to be flaky up to N times (needs pytest-rerunfailures)",
         metavar="N",
+    )
+    parser.addini(
+        "p3monitor_retention_days",
+        "delete stored runs older than this many days at the end of each session",
     )
 
 
