@@ -84,7 +84,14 @@ def test_slowest_skipped_when_fast_or_evenly_spread() -> None:
 def test_flaky_recommendations() -> None:
     flaky = [
         {"nodeid": "t::low", "status": "flaky", "score": 0.1, "runs": 50, "failures": 2},
-        {"nodeid": "t::high", "status": "flaky", "score": 0.6, "runs": 20, "failures": 8},
+        {
+            "nodeid": "t::high",
+            "status": "flaky",
+            "score": 0.6,
+            "runs": 20,
+            "failures": 8,
+            "rerun_passes": 2,
+        },
         {"nodeid": "t::broken", "status": "failing", "score": 0.0},
     ]
     recs = recommend_flaky(flaky)
@@ -93,7 +100,7 @@ def test_flaky_recommendations() -> None:
     assert recs[1].priority == "medium"
     assert "quarantine" in recs[0].recommendation
     assert recs[0].expected_impact == (
-        "removes 8 spurious failure(s) seen in its last 20 runs (40% of them)"
+        "removes the spurious failures or reruns of 10 of its last 20 runs (50%)"
     )
 
 

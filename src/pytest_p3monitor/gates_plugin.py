@@ -23,7 +23,6 @@ from .config import parse_with, setting, setting_list
 from .records import RunRow, TestRecord
 from .rules import (
     PHASE_SUFFIX,
-    Family,
     Metric,
     MetricValue,
     Rule,
@@ -40,7 +39,6 @@ __all__ = [
     "DEFAULT_WARN_RULES",
     "GatesPlugin",
     "history_metrics",
-    "ingested_metric",
     "parse_rule_settings",
     "report_metrics",
 ]
@@ -67,30 +65,27 @@ _DAY = 24 * 3600.0
 # -- settings ----------------------------------------------------------------------------------
 
 
-def ingested_metric(name: str) -> Metric:
-    """The metric of a figure ingested with ``--p3monitor-metric NAME=VALUE``, its family
-    told by the name's suffix (``_time``, ``_bytes``, ``_percent``, ``_rate``, ``_cost``)."""
-    family: Family = "count"
-    if name.endswith((PHASE_SUFFIX, "_seconds")):
-        family = "time"
-    elif name.endswith("_bytes"):
-        family = "bytes"
-    elif name.endswith(("_percent", "_rate")):
-        family = "percent"
-    elif name.endswith("_cost"):
-        family = "money"
-    return Metric(name, "session", family, "a figure ingested with --p3monitor-metric")
+def _phase_metric(name: str) -> str:
+    """The metric of a phase: ``docker_build`` -> ``docker_build_time``."""
+    return name if name.endswith(PHASE_SUFFIX) else f"{name}{PHASE_SUFFIX}"
 
 
 def _ingested_names(config: pytest.Config) -> dict[str, Metric]:
-    values = config.getoption("p3monitor_metric", None) or []
-    names = [str(v).partition("=")[0].strip() for v in values]
+    """Durations ingested with ``--p3monitor-metric NAME=SECONDS`` / ``P3MONITOR_METRIC_NAME``
+    are phases: a rule names them ``NAME_time``, even when that is close to a known metric."""
+    names = [
+        str(v).partition("=")[0].strip() for v in config.getoption("p3monitor_metric", None) or []
+    ]
     names += [
         key[len("P3MONITOR_METRIC_") :].lower()
         for key in os.environ
         if key.startswith("P3MONITOR_METRIC_")
     ]
-    return {name: ingested_metric(name) for name in names if name}
+    metrics = {}
+    for name in filter(None, names):
+        metric = _phase_metric(name)
+        metrics[metric] = Metric(metric, "session", "time", f"the {name} phase (ingested)")
+    return metrics
 
 
 def parse_rule_settings(
@@ -185,16 +180,20 @@ def report_metrics(
         None if cost_per_hour is None or total is None else total / 3600 * cost_per_hour
     )
 
+    startups = 0.0
     for name, value in _mapping(perf.get("phases")).items():
         seconds = _num(value)
         if seconds is None and isinstance(value, Mapping):
             seconds = _num(value.get("seconds", value.get("duration_s")))
-        metric = name if name.endswith(PHASE_SUFFIX) else f"{name}{PHASE_SUFFIX}"
+        if name.startswith("service_startup:"):  # one per container waited for
+            startups += seconds or 0.0
+            out.setdefault("service_startup_time", None)
+            continue
+        metric = _phase_metric(name)
         if out.get(metric) is None:
             out[metric] = seconds
-    for name, value in _mapping(metrics.get("ingested")).items():
-        if out.get(name) is None:
-            out[name] = _num(value)
+    if "service_startup_time" in out and out["service_startup_time"] is None:
+        out["service_startup_time"] = startups
 
     tests = [t for t in report.get("tests") or () if isinstance(t, Mapping) and t.get("nodeid")]
     durations = {str(t["nodeid"]): d for t in tests if (d := _num(t.get("duration_s"))) is not None}

@@ -131,18 +131,17 @@ def recommend_workers(
         return None
     share = saving / current.wall_s if current.wall_s > 0 else 0.0
     priority: Priority = "high" if share >= 0.3 else "medium" if share >= 0.15 else "low"
-    advice = (
-        "run the tests without pytest-xdist"
-        if choice.workers == 0
-        else f"run the tests with pytest-xdist {_n_flag(choice.workers)}"
-    )
+    if choice.workers == 0:
+        advice = "run the tests without pytest-xdist"
+    else:
+        advice = f"run the tests with pytest-xdist {_n_flag(choice.workers)}"
     return Recommendation(
         "parallelism",
         priority,
         f"{advice} (now {_n_flag(current_workers)}; {cpu_count} CPUs)",
         f"test wall time about {format_value(choice.wall_s, 'time')} instead of "
         f"{format_value(current.wall_s, 'time')} (-{share:.0%}), estimated by scheduling "
-        f"the {len(durations)} recorded durations on {choice.workers or 1} worker(s)",
+        f"the {len(durations)} recorded test durations longest first",
     )
 
 
@@ -189,10 +188,13 @@ def recommend_flaky(
         score = float(entry.get("score") or 0.0)
         runs = entry.get("runs")
         failures = entry.get("failures")
+        reruns = entry.get("rerun_passes")
+        reruns = reruns if isinstance(reruns, int) else 0
         if isinstance(runs, int) and isinstance(failures, int) and runs > 0:
+            hit = failures + reruns
             impact = (
-                f"removes {failures} spurious failure(s) seen in its last {runs} runs "
-                f"({failures / runs:.0%} of them)"
+                f"removes the spurious failures or reruns of {hit} of its last {runs} runs "
+                f"({hit / runs:.0%})"
             )
         else:
             impact = "removes spurious failures and reruns"
