@@ -437,7 +437,7 @@ def test_bad():
 
 def run_session(pytester: pytest.Pytester, url: str) -> pytest.RunResult:
     pytester.makepyfile(test_suite=FAULT_SUITE)
-    result = pytester.runpytest("--p3monitor", "--p3monitor-db", url)
+    result = pytester.runpytest("--p3monitor", f"--p3monitor-db={url}")
     result.assert_outcomes(passed=1, failed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # what pytest alone gives
     return result
@@ -516,7 +516,7 @@ def test_server_stopping_mid_session_keeps_the_run_until_it_is_back(
         )
     )
     try:
-        result = pytester.runpytest("--p3monitor", "--p3monitor-db", postgres_url)
+        result = pytester.runpytest("--p3monitor", f"--p3monitor-db={postgres_url}")
     finally:
         postgres_server.start()
     result.assert_outcomes(passed=2, failed=1)
