@@ -110,7 +110,9 @@ def build(db: Path, tests: int, runs: int, seed: int = 1) -> float:
                         start=started,
                         stop=started + 1.0,
                         reruns=reruns,
-                        message="AssertionError: assert 1 == 2" if outcome == "failed" or reruns else None,
+                        message="AssertionError: assert 1 == 2"
+                        if outcome == "failed" or reruns
+                        else None,
                     )
                 )
             store.save_run(run, records, {})
