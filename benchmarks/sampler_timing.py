@@ -12,6 +12,7 @@ the main thread got done compared with no sampler at all.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import random
 import statistics
@@ -21,8 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from pytest_p3monitor.sampling.sampler import SamplerConfig, SamplerHandle  # noqa: E402
-
+from pytest_p3monitor.sampling.sampler import SamplerConfig, SamplerHandle
 
 WORK = "python"
 _DATA = list(range(1_000_000))
@@ -50,7 +50,7 @@ def spin(seconds: float) -> int:
 
 
 def gap_stats(times: list[float], prefix: str) -> dict[str, float]:
-    gaps = sorted((b - a) * 1000 for a, b in zip(times, times[1:]))
+    gaps = sorted((b - a) * 1000 for a, b in itertools.pairwise(times))
     if not gaps:
         return {}
     return {
@@ -113,7 +113,8 @@ def main() -> None:
     WORK = args.work
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, load {os.getloadavg()}")
     print(
-        f"interval asked: {args.interval * 1000:.0f} ms, busy main thread ({args.work}) for {args.seconds} s"
+        f"interval asked: {args.interval * 1000:.0f} ms, "
+        f"busy main thread ({args.work}) for {args.seconds} s"
     )
     baseline: list[float] = []
     results: dict[str, list[dict[str, float]]] = {"thread": [], "process": []}

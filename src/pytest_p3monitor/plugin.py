@@ -15,12 +15,15 @@ from .config import enabled
 if TYPE_CHECKING:
     from pluggy import PluginManager
 
+    from .phases import P3Monitor
+
 #: Feature plugins registered next to the session monitor when p3monitor is on:
 #: (registration name, "module:Class"). Each is imported only when enabled, and is
 #: constructed as ``Class(config, monitor)``.
 FEATURES: tuple[tuple[str, str], ...] = (
     ("p3monitor-gates", "pytest_p3monitor.gates_plugin:GatesPlugin"),
     ("p3monitor-flaky", "pytest_p3monitor.flaky_plugin:FlakyPlugin"),
+    ("p3monitor-resources", "pytest_p3monitor.resources_plugin:ResourcesPlugin"),
     ("p3monitor-retention", "pytest_p3monitor.retention_plugin:RetentionPlugin"),
 )
 
@@ -170,6 +173,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "rerun tests known to be flaky up to N times (needs pytest-rerunfailures)",
         metavar="N",
     )
+    group.addoption(
+        "--p3monitor-metric",
+        action="append",
+        dest="p3monitor_metric",
+        default=None,
+        metavar="NAME=SECONDS",
+        help="a duration measured by an earlier CI step, e.g. docker_build=42.5 (repeatable) "
+        "[env P3MONITOR_METRIC_<NAME>]",
+    )
+    parser.addini(
+        "p3monitor_probes",
+        "host:port endpoints whose TCP connect latency is measured at start and end",
+        type="linelist",
+        default=[],
+    )
     parser.addini(
         "p3monitor_retention_days",
         "delete stored runs older than this many days at the end of each session",
@@ -195,3 +213,14 @@ def pytest_configure(config: pytest.Config) -> None:
         module_name, _, class_name = target.partition(":")
         module = __import__(module_name, fromlist=[class_name])
         config.pluginmanager.register(getattr(module, class_name)(config, monitor), name)
+
+
+@pytest.fixture(scope="session")
+def p3monitor(request: pytest.FixtureRequest) -> P3Monitor:
+    """Phases and service start-up times: ``phase(name)``, ``wait_for_container(name)``.
+
+    Works without ``--p3monitor`` too (then it records nowhere).
+    """
+    from .phases import fixture_value
+
+    return fixture_value(request.config)

@@ -21,6 +21,7 @@ to fill ``precpu_stats``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -247,14 +248,11 @@ class ContainerSampler:
         where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         source = "DOCKER_HOST" if os.environ.get("DOCKER_HOST") else "the default socket"
         try:
-            import docker
-
-            client = docker.from_env(timeout=self._timeout)
-            self._api = client.api
+            self._api = _api_client(self._timeout)
             return self.ping()
         except Exception as exc:
             self.enabled = False
-            self._api = None
+            self.close()
             if self.selection.mode != "auto" or os.environ.get("DOCKER_HOST"):
                 self._warn_once(
                     "connect",
@@ -263,6 +261,12 @@ class ContainerSampler:
                     "running engine, or --p3monitor-containers=none.",
                 )
             return None
+
+    def close(self) -> None:
+        api, self._api = self._api, None
+        if api is not None:
+            with contextlib.suppress(Exception):
+                api.close()
 
     def ping(self) -> float | None:
         """The Docker API round trip of one ping, in milliseconds."""
@@ -358,13 +362,60 @@ class ContainerSampler:
             )
 
     def finish(self) -> None:
-        """End-of-session checks: a filter that never matched anything."""
+        """End of session: warn about a filter that never matched anything; disconnect."""
         if self.enabled and self.selection.mode == "filters" and not self.matched:
             self._warn_once(
                 "nomatch",
                 "no running container matched --p3monitor-containers "
                 f"{self.selection.describe()} during the session; no container was sampled",
             )
+        self.close()
+
+
+def _api_client(timeout: float) -> Any:
+    """A ``docker.APIClient`` from the environment, speaking the engine's API version.
+
+    Like ``docker.from_env()``, but a failed version check closes its connection instead of
+    leaving it for the garbage collector (an unclosed-socket warning in the test session).
+    """
+    import docker
+    from docker.utils import kwargs_from_env
+
+    kwargs = kwargs_from_env()
+    _check_reachable(str(kwargs.get("base_url") or "unix:///var/run/docker.sock"), timeout)
+    probe = docker.APIClient(
+        version=docker.constants.DEFAULT_DOCKER_API_VERSION, timeout=timeout, **kwargs
+    )
+    try:
+        version = probe.version(api_version=False)["ApiVersion"]
+    finally:
+        probe.close()
+    return docker.APIClient(version=str(version), timeout=timeout, **kwargs)
+
+
+def _check_reachable(base_url: str, timeout: float) -> None:
+    """Connect to the engine's socket once, closing it; OSError saying why not.
+
+    The docker SDK leaves the socket of a failed connection open; checking first keeps
+    an unreachable engine from costing an unclosed-socket warning.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    if base_url.startswith(("unix://", "http+unix://")):
+        path = base_url.split("://", 1)[1]
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            try:
+                sock.connect(path)
+            except OSError as exc:
+                raise OSError(f"{exc.strerror or exc} ({path})") from None
+        return
+    if base_url.startswith(("tcp://", "http://", "https://")):
+        parts = urlsplit(base_url.replace("tcp://", "http://", 1))
+        port = parts.port or (2376 if parts.scheme == "https" else 2375)
+        with socket.create_connection((parts.hostname or "localhost", port), timeout=timeout):
+            return
 
 
 def _short(exc: BaseException) -> str:

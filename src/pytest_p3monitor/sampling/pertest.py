@@ -154,12 +154,12 @@ class TestMeter:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT
         figures: dict[str, float] = {CPU_TIME: cpu}
         if peak is not None:
-            figures[RSS_PEAK] = float(peak)
+            figures[RSS_PEAK] = peak
         io0 = self._io0
         if io1 is not None and io0 is not None:
-            figures[READ_BYTES] = float(io1[2] - io0[2])
-            figures[WRITE_BYTES] = float(io1[3] - io0[3])
+            figures[READ_BYTES] = io1[2] - io0[2]
+            figures[WRITE_BYTES] = io1[3] - io0[3]
             if self._io_fd >= 0:
-                figures[READ_CHARS] = float(io1[0] - io0[0] - own_chars)
-                figures[WRITE_CHARS] = float(io1[1] - io0[1])
+                figures[READ_CHARS] = io1[0] - io0[0] - own_chars
+                figures[WRITE_CHARS] = io1[1] - io0[1]
         return figures

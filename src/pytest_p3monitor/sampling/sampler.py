@@ -112,7 +112,10 @@ class Sampler:
             )
         last_cpu: tuple[int, float] | None = None
         next_slot = time.monotonic()
-        while not stop.is_set():
+        final = False
+        while not final:
+            # One more sample once stopped: the end state, and the CPU of the last interval.
+            final = stop.is_set()
             now = time.monotonic()
             late_ms = (now - next_slot) * 1000.0
             next_slot = _next_slot(next_slot, cfg.process_interval, now)
@@ -148,7 +151,8 @@ class Sampler:
                             "cpu_limit_cores": reading.cpu_limit_cores,
                         }
                     )
-            stop.wait(max(next_slot - time.monotonic(), 0.0))
+            if not final:
+                stop.wait(max(next_slot - time.monotonic(), 0.0))
 
     def _side(self, stop: threading.Event) -> None:
         """Probes, the Docker engine and the container samples, on their own schedule."""
@@ -316,7 +320,12 @@ class SamplerHandle:
         self._dir = tempfile.TemporaryDirectory(prefix="p3monitor-sampler-")
         output = Path(self._dir.name) / "samples.jsonl"
         package_dir = str(Path(__file__).resolve().parent.parent)
-        stderr = open(Path(self._dir.name) / "stderr.log", "wb")  # noqa: SIM115
+        try:
+            stderr = open(Path(self._dir.name) / "stderr.log", "wb")  # noqa: SIM115
+        except OSError:
+            self._dir.cleanup()
+            self._dir = None
+            raise
         try:
             self._proc = subprocess.Popen(
                 [
@@ -332,6 +341,10 @@ class SamplerHandle:
                 stderr=stderr,
                 close_fds=True,
             )
+        except OSError:
+            self._dir.cleanup()
+            self._dir = None
+            raise
         finally:
             stderr.close()
 

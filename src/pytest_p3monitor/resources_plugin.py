@@ -1,0 +1,344 @@
+"""Feature plugin: resource usage of the session, per test, and phases.
+
+Registered in every process of a ``--p3monitor`` session (see ``plugin.FEATURES``):
+
+- wherever tests run (the only process, or each xdist worker) it measures each test's own
+  CPU time, peak RSS and I/O (:mod:`.sampling.pertest`) and sends them, with the phases
+  the ``p3monitor`` fixture measured, on the test's teardown report;
+- on the controller it runs the session sampler (a separate process: the process tree,
+  its cgroup, the containers, disk and probes), and at the end fills
+  ``metrics.resource_usage``, ``metrics.performance.phases`` / ``services``, each test's
+  container peaks, and the resource lines of the terminal summary.
+
+Settings: ``p3monitor_sample_interval`` (process tree every S seconds, default 0.5;
+containers every 2 S), ``p3monitor_containers``, ``p3monitor_probes`` (ini, ``host:port``
+per line), ``--p3monitor-metric NAME=VALUE`` (repeatable) and ``P3MONITOR_METRIC_<NAME>``
+for durations measured by earlier CI steps.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .config import Setting, parse_with, positive_float, setting, setting_list
+from .phases import RECORDER_KEY, PhaseRecorder, summarize
+from .sampling import summary
+from .sampling.containers import ContainerSelection, parse_selection
+from .sampling.pertest import RSS_PEAK, TestMeter
+from .sampling.probes import Probe, parse_probe
+from .sampling.sampler import PROCESS_INTERVAL, SamplerConfig, SamplerHandle
+from .warnings import SamplingWarning
+
+if TYPE_CHECKING:
+    from .session import MonitorSession
+
+METRIC_ENV_PREFIX = "P3MONITOR_METRIC_"
+_METRIC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*\Z")
+_METRIC_VALUE = re.compile(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(ms|s|m|min|h)?\s*\Z")
+_UNIT_SECONDS = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "min": 60.0, "h": 3600.0}
+CONTAINERS_SHOWN = 5
+
+
+def parse_metric_value(text: str) -> float:
+    """``12.5``, ``12.5s``, ``800ms``, ``3m``, ``1h`` -> seconds; ValueError otherwise."""
+    match = _METRIC_VALUE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a number of seconds (units: ms, s, m, h)")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def parse_metric(text: str) -> tuple[str, float]:
+    """``NAME=VALUE`` -> (name, seconds); ValueError saying what is wrong."""
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if not sep:
+        raise ValueError(f"{text!r} has no '='")
+    if not _METRIC_NAME.match(name):
+        raise ValueError(f"{name!r} is not a metric name (letters, digits, _ . : -)")
+    return name, parse_metric_value(value)
+
+
+def external_metrics(config: pytest.Config, environ: dict[str, str]) -> dict[str, float]:
+    """Durations from earlier CI steps: P3MONITOR_METRIC_<NAME> variables, then the CLI."""
+    metrics: dict[str, float] = {}
+    for key in sorted(environ):
+        if key.startswith(METRIC_ENV_PREFIX) and len(key) > len(METRIC_ENV_PREFIX):
+            name = key[len(METRIC_ENV_PREFIX) :].lower()
+            value = parse_with(
+                Setting(environ[key], key),
+                parse_metric_value,
+                None,
+                "a number of seconds such as 42.5, 42.5s or 800ms",
+            )
+            if value is not None:
+                metrics[name] = value
+    for text in config.getoption("p3monitor_metric", None) or []:
+        name, value = parse_with(
+            Setting(str(text), "--p3monitor-metric"),
+            parse_metric,
+            ("", 0.0),
+            "NAME=SECONDS such as docker_build=42.5 (units: ms, s, m, h)",
+        )
+        metrics[name] = value
+    return metrics
+
+
+def parse_probes(values: list[str], where: str) -> list[Probe]:
+    probes = []
+    for line in values:
+        for text in line.replace(",", " ").split():
+            probes.append(parse_with(Setting(text, where), parse_probe, Probe("", 0), "HOST:PORT"))
+    return probes
+
+
+def container_selection(config: pytest.Config) -> ContainerSelection:
+    values, where = setting_list(config, "p3monitor_containers")
+    try:
+        return parse_selection(values)
+    except ValueError as exc:
+        raise pytest.UsageError(
+            f"p3monitor: {where} = {' '.join(values)!r} is not valid: {exc}; expected none, "
+            "all, or Docker filters KEY=VALUE such as label=com.docker.compose.project=app"
+        ) from None
+
+
+def _bytes(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"  # pragma: no cover
+
+
+def _pct(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.1f}%" if abs(value) < 10 else f"{value:.0f}%"
+
+
+class ResourcesPlugin:
+    """See the module docstring."""
+
+    name = "p3monitor-resources"
+
+    def __init__(self, config: pytest.Config, monitor: MonitorSession) -> None:
+        self.config = config
+        self.monitor = monitor
+        self.is_worker = hasattr(config, "workerinput")
+        self.recorder = PhaseRecorder()
+        config.stash[RECORDER_KEY] = self.recorder
+        self.meter = TestMeter()
+        # Tests run in this process unless it is an xdist controller (set at sessionstart).
+        self.runs_tests = True
+        self.phase_entries: list[dict[str, Any]] = []
+        self.handle: SamplerHandle | None = None
+        self.records: list[dict[str, Any]] = []
+        self.mode = "none"
+        if self.is_worker:
+            return
+        self.interval = parse_with(
+            setting(config, "p3monitor_sample_interval"),
+            positive_float,
+            PROCESS_INTERVAL,
+            "a positive number of seconds such as 0.5",
+        )
+        self.selection = container_selection(config)
+        probes, where = setting_list(config, "p3monitor_probes")
+        self.probes = parse_probes(probes, where)
+        self.metrics = external_metrics(config, dict(os.environ))
+
+    # -- controller: the session sampler --------------------------------------------------------
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if self.is_worker:
+            return
+        self.runs_tests = not self.config.pluginmanager.hasplugin("dsession")
+        config = SamplerConfig(
+            root_pid=os.getpid(),
+            process_interval=self.interval,
+            container_interval=2 * self.interval,
+            containers=self.selection.to_json(),
+            disk_path=str(self.config.rootpath),
+            probes=[str(p) for p in self.probes],
+        )
+        try:
+            self.handle = SamplerHandle.start(config)
+        except Exception as exc:  # never let sampling stop the session
+            self.monitor.warn(f"resource sampling not started: {exc}", SamplingWarning)
+
+    def _stop_sampler(self) -> None:
+        handle, self.handle = self.handle, None
+        if handle is None:
+            return
+        self.records = handle.stop()
+        self.mode = handle.mode
+        for problem in handle.problems:
+            self.monitor.warn(problem, SamplingWarning)
+        for text in summary.warnings_of(self.records):
+            self.monitor.warn(text, SamplingWarning)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.handle is not None:  # the session ended before the report was built
+            handle, self.handle = self.handle, None
+            handle.stop(timeout=5.0)
+        self.meter.close()
+
+    # -- wherever tests run: per-test figures -----------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
+        if self.runs_tests:
+            self.meter.start()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # tryfirst: before xdist serializes the report for the controller.
+        if report.when != "teardown":
+            return
+        if self.runs_tests:
+            figures = self.meter.stop()
+            existing = getattr(report, "p3monitor", None)
+            if isinstance(existing, dict):
+                existing.update(figures)
+            else:
+                report.p3monitor = figures  # type: ignore[attr-defined]
+            if self.recorder:
+                report.p3monitor_phases = self.recorder.drain()  # type: ignore[attr-defined]
+        if not self.is_worker:
+            entries = getattr(report, "p3monitor_phases", None)
+            if isinstance(entries, list):
+                self.phase_entries.extend(e for e in entries if isinstance(e, dict))
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.is_worker and self.recorder:
+            # Phases measured after the last test's teardown report: send them along.
+            workeroutput: dict[str, Any] = getattr(self.config, "workeroutput", {})
+            workeroutput["p3monitor_phases"] = self.recorder.drain()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        entries = (getattr(node, "workeroutput", None) or {}).get("p3monitor_phases")
+        if isinstance(entries, list):
+            self.phase_entries.extend(e for e in entries if isinstance(e, dict))
+
+    # -- controller: the report ---------------------------------------------------------------
+    def pytest_p3monitor_measure(self, monitor: MonitorSession, report: dict[str, Any]) -> None:
+        if self.is_worker:
+            return
+        self._stop_sampler()
+        records = self.records
+        metrics = report["metrics"]
+        usage = metrics.setdefault("resource_usage", {})
+
+        process = summary.process_summary(records)
+        # The per-test peaks (VmHWM) catch spikes between samples; each is a lower bound of
+        # the tree's peak, as is every sample.
+        test_peaks = [rec.figures.get(RSS_PEAK) for rec in monitor.records.values()]
+        known = [p for p in (process["rss_bytes_peak"], *test_peaks) if p is not None]
+        if known:
+            process["rss_bytes_peak"] = int(max(known))
+            limit = process.get("memory_limit_bytes")
+            if limit:
+                process["memory_percent_peak"] = 100.0 * process["rss_bytes_peak"] / limit
+        usage["process"] = {**usage.get("process", {}), **process}
+        usage["cgroup"] = summary.cgroup_summary(records)
+        started = monitor.run.started_at
+        usage["containers"] = summary.container_summaries(records, started)
+        usage["disk"] = summary.disk_summary(records)
+        usage["network"] = summary.network_summary(records)
+        usage["sampler"] = summary.sampler_summary(records, self.mode)
+
+        self._per_test(monitor, report)
+
+        self.phase_entries.extend(self.recorder.drain())
+        phases, services = summarize(self.phase_entries)
+        performance = metrics.setdefault("performance", {})
+        merged = dict(performance.get("phases") or {})
+        merged.update(self.metrics)
+        merged.update(phases)
+        performance["phases"] = merged
+        performance["services"] = services
+
+    def _per_test(self, monitor: MonitorSession, report: dict[str, Any]) -> None:
+        tests = [(r.nodeid, r.start, r.stop) for r in monitor.records.values()]
+        peaks = summary.per_test_container_peaks(self.records, tests)
+        if not peaks:
+            return
+        for nodeid, figures in peaks.items():
+            record = monitor.records.get(nodeid)
+            if record is not None:
+                record.figures.update(figures)
+        for entry in report.get("tests") or []:
+            found = peaks.get(entry.get("nodeid"))
+            if found:
+                entry.update(found)
+
+    def pytest_p3monitor_terminal_summary(
+        self,
+        monitor: MonitorSession,
+        report: dict[str, Any],
+        terminalreporter: pytest.TerminalReporter,
+    ) -> None:
+        if self.is_worker:
+            return
+        for line in summary_lines(report):
+            terminalreporter.write_line(line)
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """The resource lines of the terminal summary (peaks first)."""
+    metrics = report.get("metrics") or {}
+    usage = metrics.get("resource_usage") or {}
+    lines = []
+    process = usage.get("process") or {}
+    if process.get("samples") or process.get("rss_bytes_peak") is not None:
+        limit = process.get("memory_limit_bytes")
+        of_limit = (
+            f" ({_pct(process.get('memory_percent_peak'))} of {_bytes(limit)})" if limit else ""
+        )
+        lines.append(
+            f"resources: pytest processes cpu peak {_pct(process.get('cpu_percent_peak'))}"
+            f" mean {_pct(process.get('cpu_percent_mean'))},"
+            f" memory peak {_bytes(process.get('rss_bytes_peak'))}{of_limit}"
+        )
+    cgroup = usage.get("cgroup")
+    if cgroup:
+        limit = cgroup.get("memory_limit_bytes")
+        of_limit = f" ({_pct(cgroup.get('memory_percent_peak'))} of limit {_bytes(limit)})"
+        lines.append(
+            f"cgroup v{cgroup.get('version')}: cpu peak {_pct(cgroup.get('cpu_percent_peak'))},"
+            f" memory peak {_bytes(cgroup.get('memory_bytes_peak'))}"
+            + (of_limit if limit else " (no limit)")
+        )
+    containers = usage.get("containers") or []
+    for c in containers[:CONTAINERS_SHOWN]:
+        memory = _bytes(c.get("memory_bytes_peak"))
+        if c.get("memory_percent_peak") is not None:
+            memory += f" ({_pct(c.get('memory_percent_peak'))} of limit)"
+        lines.append(
+            f"container {c.get('name')}: cpu peak {_pct(c.get('cpu_percent_peak'))}"
+            f" mean {_pct(c.get('cpu_percent_mean'))}, memory peak {memory},"
+            f" net {_bytes(c.get('net_rx_bytes'))} in / {_bytes(c.get('net_tx_bytes'))} out"
+        )
+    if len(containers) > CONTAINERS_SHOWN:
+        lines.append(
+            f"... and {len(containers) - CONTAINERS_SHOWN} more containers (see the report)"
+        )
+    disk = usage.get("disk") or {}
+    if disk.get("free_bytes_start") is not None:
+        text = (
+            f"disk: {_bytes(disk.get('free_bytes_start'))} free at start,"
+            f" {_bytes(disk.get('free_bytes_end'))} at end ({disk.get('path')})"
+        )
+        if disk.get("engine_bytes_end") is not None:
+            text += f"; Docker engine uses {_bytes(disk.get('engine_bytes_end'))}"
+        lines.append(text)
+    phases = (metrics.get("performance") or {}).get("phases") or {}
+    if phases:
+        lines.append("phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in phases.items()))
+    return lines

@@ -1,0 +1,345 @@
+"""The resources feature plugin in real pytest sessions (pytester), with and without xdist."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_p3monitor.resources_plugin import parse_metric, parse_metric_value, summary_lines
+
+MiB = 1024 * 1024
+
+
+def _run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict[str, Any]]:
+    out = pytester.path / "report.json"
+    result = pytester.runpytest(
+        "--p3monitor",
+        f"--p3monitor-db={pytester.path / 'results.db'}",
+        f"--p3monitor-json={out}",
+        "-p",
+        "no:cacheprovider",
+        *args,
+    )
+    report = json.loads(out.read_text()) if out.exists() else {}
+    return result, report
+
+
+def _tests(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {t["nodeid"].rsplit("::", 1)[-1]: t for t in report["tests"]}
+
+
+TESTS = """
+    import time
+
+    def test_alloc():
+        block = bytearray(96 * 1024 * 1024)
+        block[::4096] = b"x" * len(block[::4096])
+        del block
+
+    def test_write(tmp_path):
+        (tmp_path / "out").write_bytes(b"y" * 2_000_000)
+
+    def test_spin():
+        end = time.process_time() + 0.8
+        while time.process_time() < end:
+            pass
+
+    def test_small():
+        pass
+"""
+
+
+def test_report_has_resource_usage_and_per_test_figures(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\np3monitor_sample_interval = 0.2\n")
+    pytester.makepyfile(TESTS)
+    result, report = _run(pytester)
+    result.assert_outcomes(passed=4)
+    assert result.ret == 0
+    usage = report["metrics"]["resource_usage"]
+    process = usage["process"]
+    assert process["samples"] >= 3
+    spin = _tests(report)["test_spin"]
+    # Some 0.2 s window inside the spin saw at least about its average share of a core.
+    share = 100.0 * spin["cpu_time_s"] / spin["duration_s"]
+    assert process["cpu_percent_peak"] is not None
+    assert process["cpu_percent_peak"] > 0.5 * share
+    assert process["cpu_percent_mean"] is not None
+    assert process["rss_bytes_peak"] >= 96 * MiB
+    assert 0 < process["memory_percent_peak"] < 100
+    assert usage["sampler"]["mode"] == "process"
+    assert usage["sampler"]["process_interval_s"] == 0.2
+    assert usage["disk"]["free_bytes_start"] > 0 and usage["disk"]["free_bytes_end"] > 0
+    assert usage["containers"] == []
+
+    tests = _tests(report)
+    assert tests["test_alloc"]["rss_peak_bytes"] - tests["test_small"]["rss_peak_bytes"] > 80 * MiB
+    assert tests["test_write"]["write_chars"] >= 2_000_000
+    assert tests["test_spin"]["cpu_time_s"] >= 0.8
+    assert tests["test_small"]["cpu_time_s"] < tests["test_spin"]["cpu_time_s"]
+    result.stdout.fnmatch_lines(
+        ["*resources: pytest processes cpu peak *% mean *%, memory peak *MiB*", "*disk: *free*"]
+    )
+
+
+def test_xdist_workers_send_figures_and_phases(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def service(p3monitor):
+            with p3monitor.phase("service_startup"):
+                pass
+            yield
+            with p3monitor.phase("service_teardown"):
+                pass
+        """
+    )
+    pytester.makepyfile(
+        """
+        import time
+        import pytest
+
+        @pytest.mark.parametrize("i", range(6))
+        def test_work(i, service, p3monitor):
+            with p3monitor.phase("prepare"):
+                time.sleep(0.05)
+            end = time.process_time() + 0.1
+            while time.process_time() < end:
+                pass
+        """
+    )
+    pytester.makeini("[pytest]\np3monitor_sample_interval = 0.2\n")
+    result, report = _run(pytester, "-n", "2", "-p", "no:benchmark")
+    result.assert_outcomes(passed=6)
+    tests = report["tests"]
+    assert len(tests) == 6
+    assert {t["worker"] for t in tests} == {"gw0", "gw1"}
+    assert all(t["cpu_time_s"] >= 0.1 and t["rss_peak_bytes"] > 0 for t in tests), tests
+    phases = report["metrics"]["performance"]["phases"]
+    assert phases["prepare"] == pytest.approx(6 * 0.05, rel=0.5)
+    # one session fixture per worker: start-up and teardown both arrive from both workers
+    assert phases["service_startup"] >= 0 and phases["service_teardown"] >= 0
+    assert report["metrics"]["resource_usage"]["process"]["processes_peak"] >= 3
+
+
+def test_fixture_works_without_p3monitor_and_starts_nothing(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import sys
+
+        def test_uses_fixture(p3monitor):
+            assert p3monitor.recording is False
+            with p3monitor.phase("anything"):
+                pass
+            p3monitor.record("other", 1.0)
+            assert "pytest_p3monitor.resources_plugin" not in sys.modules
+            assert "pytest_p3monitor.sampling.sampler" not in sys.modules
+            assert "docker" not in sys.modules and "psutil" not in sys.modules
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+def test_fixture_records_a_failing_phase_and_leaves_the_outcome(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_boom(p3monitor):
+            assert p3monitor.recording
+            with p3monitor.phase("migrate"):
+                raise RuntimeError("boom")
+
+        def test_fine():
+            pass
+        """
+    )
+    result, report = _run(pytester)
+    result.assert_outcomes(passed=1, failed=1)
+    assert result.ret == 1
+    assert "migrate" in report["metrics"]["performance"]["phases"]
+
+
+def test_metrics_from_cli_and_environment(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("P3MONITOR_METRIC_IMAGE_PUSH", "3s")
+    monkeypatch.setenv("P3MONITOR_METRIC_DOCKER_BUILD", "1")
+    pytester.makepyfile("def test_a(): pass")
+    result, report = _run(
+        pytester, "--p3monitor-metric", "docker_build=42.5", "--p3monitor-metric=pull=800ms"
+    )
+    assert result.ret == 0
+    phases = report["metrics"]["performance"]["phases"]
+    assert phases["docker_build"] == 42.5  # the command line beats the environment
+    assert phases["pull"] == pytest.approx(0.8)
+    assert phases["image_push"] == 3.0
+    result.stdout.fnmatch_lines(["*phases: *docker_build 42.50s*"])
+
+
+@pytest.mark.parametrize(
+    ("args", "ini", "env", "expected"),
+    [
+        (["--p3monitor-metric", "docker_build"], "", {}, "--p3monitor-metric = 'docker_build'"),
+        (["--p3monitor-metric", "b=fast"], "", {}, "'fast' is not a number of seconds"),
+        ([], "", {"P3MONITOR_METRIC_BUILD": "12x"}, "P3MONITOR_METRIC_BUILD = '12x'"),
+        ([], "p3monitor_probes = db:5432\n  cache", {}, "ini p3monitor_probes = 'cache'"),
+        ([], "p3monitor_probes = db:99999", {}, "the port must be a number from 1 to 65535"),
+        (["--p3monitor-containers", "colour=red"], "", {}, "--p3monitor-containers = 'colour"),
+        ([], "p3monitor_containers = all\n  label=x", {}, "ini p3monitor_containers"),
+        (["--p3monitor-sample-interval", "0"], "", {}, "--p3monitor-sample-interval = '0'"),
+    ],
+)
+def test_bad_settings_are_usage_errors_naming_the_source(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    ini: str,
+    env: dict[str, str],
+    expected: str,
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile("def test_a(): pass")
+    result = pytester.runpytest("--p3monitor", f"--p3monitor-db={pytester.path / 'r.db'}", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert expected in result.stderr.str()
+
+
+def test_probes_are_reported(pytester: pytest.Pytester) -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]  # bound, never listening: refused
+    try:
+        pytester.makeini(
+            f"[pytest]\np3monitor_probes =\n  127.0.0.1:{port}\n  127.0.0.1:{closed_port}\n"
+        )
+        pytester.makepyfile("def test_a(): pass")
+        result, report = _run(pytester)
+    finally:
+        server.close()
+        closed.close()
+    assert result.ret == 0
+    probes = report["metrics"]["resource_usage"]["network"]["probes"]
+    by_target = {p["target"]: p for p in probes}
+    good = by_target[f"127.0.0.1:{port}"]
+    assert good["connect_ms_start"] is not None and good["connect_ms_end"] is not None
+    assert good["error"] is None
+    bad = by_target[f"127.0.0.1:{closed_port}"]
+    assert bad["connect_ms_start"] is None and bad["error"]
+
+
+def test_resource_figures_are_stored_with_the_run(pytester: pytest.Pytester) -> None:
+    from conftest import store_rows
+
+    pytester.makepyfile("def test_a(): pass")
+    result, _ = _run(pytester)
+    assert result.ret == 0
+    db = pytester.path / "results.db"
+    tables = {r[0] for r in store_rows(db, "SELECT name FROM sqlite_master WHERE type='table'")}
+    run_table = "p3m_runs"
+    assert run_table in tables
+    (metrics_json,) = store_rows(db, f"SELECT metrics FROM {run_table}")[0]
+    metrics = json.loads(metrics_json)
+    assert metrics["metrics"]["resource_usage"]["process"]["rss_bytes_peak"] > 0
+
+
+# --- pure parts -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("12", 12.0), ("12.5s", 12.5), ("800ms", 0.8), ("2m", 120.0), ("1h", 3600.0), (" 3 s ", 3.0)],
+)
+def test_parse_metric_value(text: str, seconds: float) -> None:
+    assert parse_metric_value(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "abc", "12 parsecs", "1e", "--1"])
+def test_parse_metric_value_errors(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a number of seconds"):
+        parse_metric_value(text)
+
+
+def test_parse_metric() -> None:
+    assert parse_metric("docker_build=42") == ("docker_build", 42.0)
+    assert parse_metric("ci.cache-restore=3s") == ("ci.cache-restore", 3.0)
+    with pytest.raises(ValueError, match="has no '='"):
+        parse_metric("docker_build")
+    with pytest.raises(ValueError, match="is not a metric name"):
+        parse_metric("1st step=3")
+
+
+def test_summary_lines() -> None:
+    report = {
+        "metrics": {
+            "performance": {"phases": {"docker_build": 42.5}},
+            "resource_usage": {
+                "process": {
+                    "cpu_percent_peak": 187.4,
+                    "cpu_percent_mean": 95.0,
+                    "rss_bytes_peak": 412 * MiB,
+                    "memory_percent_peak": 1.6,
+                    "memory_limit_bytes": 24 * 1024 * MiB,
+                    "samples": 10,
+                },
+                "cgroup": {
+                    "version": 2,
+                    "cpu_percent_peak": 150.0,
+                    "memory_bytes_peak": 600 * MiB,
+                    "memory_limit_bytes": 1024 * MiB,
+                    "memory_percent_peak": 58.6,
+                },
+                "containers": [
+                    {
+                        "name": f"c{i}",
+                        "cpu_percent_peak": 45.0,
+                        "cpu_percent_mean": 3.0,
+                        "memory_bytes_peak": 120 * MiB,
+                        "memory_percent_peak": 12.0,
+                        "net_rx_bytes": 2048,
+                        "net_tx_bytes": 10,
+                    }
+                    for i in range(7)
+                ],
+                "disk": {
+                    "path": "/w",
+                    "free_bytes_start": 10 * 1024 * MiB,
+                    "free_bytes_end": 9 * 1024 * MiB,
+                    "engine_bytes_end": 5 * MiB,
+                },
+            },
+        }
+    }
+    lines = summary_lines(report)
+    assert lines[0] == (
+        "resources: pytest processes cpu peak 187% mean 95%, memory peak 412.0 MiB "
+        "(1.6% of 24.0 GiB)"
+    )
+    assert lines[1] == "cgroup v2: cpu peak 150%, memory peak 600.0 MiB (59% of limit 1.0 GiB)"
+    assert lines[2] == (
+        "container c0: cpu peak 45% mean 3.0%, memory peak 120.0 MiB (12% of limit), "
+        "net 2.0 KiB in / 10 B out"
+    )
+    assert lines[7] == "... and 2 more containers (see the report)"
+    assert lines[8] == (
+        "disk: 10.0 GiB free at start, 9.0 GiB at end (/w); Docker engine uses 5.0 MiB"
+    )
+    assert lines[9] == "phases: docker_build 42.50s"
+    assert summary_lines({"metrics": {}}) == []
+
+
+def test_bytes_helper_is_not_needed_for_paths(tmp_path: Path) -> None:
+    # A disk path that does not exist reports no free space instead of failing the session.
+    from pytest_p3monitor.sampling.probes import disk
+
+    assert disk(str(tmp_path / "missing"))["free_bytes"] is None

@@ -1,0 +1,156 @@
+"""The session sampler as it runs: in its own process (the default) or in a thread."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from pytest_p3monitor.sampling.sampler import SamplerConfig, SamplerHandle
+
+SRC = str(Path(__file__).resolve().parent.parent / "src")
+
+
+def _config(**kwargs: object) -> SamplerConfig:
+    values: dict[str, object] = {
+        "root_pid": os.getpid(),
+        "process_interval": 0.1,
+        "containers": {"mode": "none", "filters": {}},
+    }
+    values.update(kwargs)
+    return SamplerConfig(**values)  # type: ignore[arg-type]
+
+
+def _spin(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        sum(i * i for i in range(500))
+
+
+def test_process_sampler_keeps_time_and_sees_the_tree(tmp_path: Path) -> None:
+    handle = SamplerHandle.start(_config(disk_path=str(tmp_path)))
+    assert handle.mode == "process" and handle.pid is not None
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)"])
+    try:
+        wall = time.perf_counter()
+        cpu = time.process_time()
+        _spin(1.5)  # a CPU-bound "test" in this process
+        share = 100 * (time.process_time() - cpu) / (time.perf_counter() - wall)
+    finally:
+        child.wait()
+    records = handle.stop()
+    assert handle.problems == []
+    assert not psutil.pid_exists(handle.pid or -1) or psutil.Process(handle.pid).status() == (
+        psutil.STATUS_ZOMBIE
+    )
+    kinds = [r["kind"] for r in records]
+    assert kinds[0] == "meta" and kinds[-1] == "end"
+    procs = [r for r in records if r["kind"] == "proc"]
+    assert len(procs) >= 8
+    gaps = [b["t"] - a["t"] for a, b in itertools.pairwise(procs)]
+    assert 0.08 < statistics.median(gaps) < 0.2, gaps
+    assert max(r["processes"] for r in procs) >= 2  # the child was seen; the sampler is not
+    # the busiest interval saw at least about the share of a core this process got
+    assert max(r["cpu_percent"] or 0 for r in procs) > 0.6 * share
+    assert all(r["rss_bytes"] > 0 for r in procs)
+    disks = [r for r in records if r["kind"] == "disk"]
+    assert [d["when"] for d in disks] == ["start", "end"]
+    assert disks[0]["path"] == str(tmp_path) and disks[0]["free_bytes"] > 0
+
+
+def test_thread_sampler_records_the_same_kinds() -> None:
+    handle = SamplerHandle.start(_config(), mode="thread")
+    assert handle.mode == "thread" and handle.pid is None
+    time.sleep(0.5)
+    records = handle.stop()
+    assert {"meta", "proc", "disk", "end"} <= {r["kind"] for r in records}
+    assert len([r for r in records if r["kind"] == "proc"]) >= 3
+
+
+def test_a_short_session_still_gets_a_sample_with_cpu() -> None:
+    handle = SamplerHandle.start(_config(process_interval=5.0))
+    time.sleep(1.0)  # long enough for the interpreter to start, shorter than the interval
+    records = handle.stop()
+    procs = [r for r in records if r["kind"] == "proc"]
+    assert len(procs) == 2  # the first, and the final one taken when stopped
+    assert procs[-1]["cpu_percent"] is not None
+
+
+def test_probes_are_measured_at_start_and_end() -> None:
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+    try:
+        handle = SamplerHandle.start(_config(probes=[f"127.0.0.1:{port}"]))
+        time.sleep(0.5)
+        records = handle.stop()
+    finally:
+        server.close()
+    found = [r for r in records if r["kind"] == "probe"]
+    assert [r["when"] for r in found] == ["start", "end"]
+    assert all(r["connect_ms"] is not None and r["error"] is None for r in found)
+
+
+def test_sampler_process_ends_when_pytest_is_killed(tmp_path: Path) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os, sys, time
+            sys.path.insert(0, {SRC!r})
+            from pytest_p3monitor.sampling.sampler import SamplerConfig, SamplerHandle
+            handle = SamplerHandle.start(SamplerConfig(root_pid=os.getpid(),
+                containers={{"mode": "none", "filters": {{}}}}))
+            print(handle.pid, flush=True)
+            time.sleep(60)
+            """
+        )
+    )
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    sampler_pid = int(parent.stdout.readline())
+    assert psutil.pid_exists(sampler_pid)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    parent.stdout.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if not psutil.pid_exists(sampler_pid):
+            break
+        if psutil.Process(sampler_pid).status() == psutil.STATUS_ZOMBIE:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(sampler_pid, signal.SIGKILL)
+        pytest.fail("the sampler process outlived pytest")
+
+
+def test_a_sampler_that_cannot_start_falls_back_to_a_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    handle = SamplerHandle.start(_config())
+    assert handle.mode == "thread"
+    assert handle.problems and "sampling in a thread instead" in handle.problems[0]
+    time.sleep(0.3)
+    assert any(r["kind"] == "proc" for r in handle.stop())
+
+
+def test_a_crashed_sampler_is_reported() -> None:
+    handle = SamplerHandle.start(_config(process_interval="soon"))
+    time.sleep(0.5)
+    handle.stop()
+    assert handle.problems
+    assert handle.problems[0].startswith("the sampler process failed")
