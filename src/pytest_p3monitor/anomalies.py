@@ -22,6 +22,8 @@ from .rules import format_value
 
 __all__ = [
     "MAD_SCALE",
+    "MIN_JUMP_S",
+    "MIN_RUNS",
     "Anomaly",
     "Baseline",
     "DurationJumps",
@@ -34,6 +36,10 @@ __all__ = [
 
 #: MAD times this estimates the standard deviation of normally distributed values.
 MAD_SCALE = 1.4826
+#: A test's duration must grow by at least this many seconds to be a jump (default).
+MIN_JUMP_S = 0.5
+#: Passing runs of a test (or runs of a session) needed before anything is judged (default).
+MIN_RUNS = 5
 
 AnomalyKind = Literal["duration_jump", "slow_session", "success_rate_drop"]
 
@@ -121,9 +127,9 @@ def duration_jumps(
     *,
     exclude_run: str | None = None,
     recent: int = 20,
-    min_runs: int = 5,
+    min_runs: int = MIN_RUNS,
     k: float = 3.5,
-    min_abs: float = 0.5,
+    min_abs: float = MIN_JUMP_S,
     min_rel: float = 0.2,
 ) -> DurationJumps:
     """Tests whose duration in this run (``current``: nodeid -> seconds, passing tests only)
@@ -171,7 +177,7 @@ def slow_session(
     runs: Sequence[RunRow],
     *,
     exclude_run: str | None = None,
-    min_runs: int = 5,
+    min_runs: int = MIN_RUNS,
     k: float = 3.5,
     min_abs: float = 5.0,
     min_rel: float = 0.2,
@@ -199,7 +205,7 @@ def success_rate_drop(
     runs: Sequence[RunRow],
     *,
     exclude_run: str | None = None,
-    min_runs: int = 5,
+    min_runs: int = MIN_RUNS,
     k: float = 3.5,
     min_abs: float = 5.0,
 ) -> Anomaly | None:

@@ -55,8 +55,13 @@ DEFAULT_WARN_RULES: tuple[str, ...] = (
 TEST_RSS_FIGURE = "rss_peak_bytes"
 #: Runs (this one included) needed before ci_success_rate / test_failure_rate are measured.
 MIN_HISTORY_RUNS = 3
-#: Results of each test read from the store for duration jumps and flakiness.
+#: Results of each test read from the store to classify flakiness (when the flaky
+#: feature is off) ...
 TEST_HISTORY_WINDOW = 100
+#: ... and for duration jumps alone (anomalies.duration_jumps looks at 20 passing runs).
+DURATION_HISTORY_WINDOW = 25
+#: Up to this many tests, their histories are read one query each; beyond, in one scan.
+PER_TEST_QUERIES = 300
 #: At most this many runs feed the report's 30-day trends.
 TREND_RUNS = 2000
 _DAY = 24 * 3600.0
@@ -386,11 +391,35 @@ class GatesPlugin:
             if r.run.run_id != own
         ]
         records = self.monitor.records
+        # The flaky feature classifies this session's tests already (report["flaky"]);
+        # only when it is off (-p no:p3monitor-flaky) is it done here, over every test.
+        classify = self.config.pluginmanager.get_plugin("p3monitor-flaky") is None
+        if classify:
+            wanted = list(records)
+        else:  # a test that ran under the minimum jump cannot have jumped: no need to look
+            wanted = [
+                nodeid
+                for nodeid, record in records.items()
+                if record.outcome == "passed" and record.duration_s > anomalies.MIN_JUMP_S
+            ]
+        window = TEST_HISTORY_WINDOW if classify else DURATION_HISTORY_WINDOW
+        stream: Iterable[tuple[str, Sequence[Any]]] = ()
+        if len(wanted) > PER_TEST_QUERIES:  # one scan of the last runs beats many queries
+            wanted_set = set(wanted)
+            stream = (
+                (nodeid, rows)
+                for nodeid, rows in store.histories(window=window, branch=run.branch)
+                if nodeid in wanted_set
+            )
+        elif wanted:
+            stream = store.histories(window=window, branch=run.branch, nodeids=wanted)
         figures = _test_figures(
-            store.histories(window=TEST_HISTORY_WINDOW, branch=run.branch, nodeids=list(records)),
+            stream,
             records,
             run,
             report,
+            classify_flaky=classify,
+            history_runs=len(history),
         )
         return history, trend_rows, figures
 
@@ -466,6 +495,9 @@ def _test_figures(
     records: Mapping[str, TestRecord],
     run: Any,
     report: Mapping[str, Any],
+    *,
+    classify_flaky: bool = True,
+    history_runs: int = 0,
 ) -> _TestFigures:
     """Stream the tests' histories once: duration jumps, duration_regression, flakiness."""
     from . import flaky
@@ -481,17 +513,22 @@ def _test_figures(
         regression.update(jumps.regression)
         found.extend(jumps.anomalies)
         record = records.get(nodeid)
-        if record is not None:
+        if record is not None and classify_flaky:
             folded = flaky.fold_record(rows, record, run, TEST_HISTORY_WINDOW)
             result = flaky.classify(nodeid, folded)
             if result.is_flaky:
                 flaky_results.append(result.to_dict())
     for nodeid, record in records.items():
-        if nodeid in seen:
+        if nodeid in seen or not classify_flaky:
             continue  # a test new to the store: only this session's evidence
         result = flaky.classify(nodeid, flaky.fold_record((), record, run, TEST_HISTORY_WINDOW))
         if result.is_flaky:
             flaky_results.append(result.to_dict())
+    if history_runs >= anomalies.MIN_RUNS:
+        # with enough runs stored, a test under the minimum jump is known not to have jumped
+        for nodeid, duration in passing.items():
+            if duration <= anomalies.MIN_JUMP_S:
+                regression.setdefault(nodeid, 0.0)
     found.sort(key=lambda a: a.value - a.baseline, reverse=True)
     reported = [
         e
@@ -500,7 +537,7 @@ def _test_figures(
         and e.get("status", "flaky") == "flaky"
         and e.get("nodeid") in records
     ]
-    flaky_count = len(reported) if reported else len(flaky_results)
+    flaky_count = len(flaky_results) if classify_flaky else len(reported)
     tests = len(records)
     metrics: dict[str, MetricValue] = {
         "duration_regression": regression or None,

@@ -110,7 +110,10 @@ def recommend_workers(
     if not durations:
         return None
     estimates = estimate_workers(
-        durations, max(1, cpu_count), startup_s=startup_s, per_worker_s=per_worker_s
+        durations,
+        max(1, min(cpu_count, len(durations))),  # more workers than tests do nothing
+        startup_s=startup_s,
+        per_worker_s=per_worker_s,
     )
     best_wall = min(e.wall_s for e in estimates)
     good = [e for e in estimates if e.wall_s <= best_wall * (1 + tolerance)]
