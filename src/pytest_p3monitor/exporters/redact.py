@@ -1,0 +1,175 @@
+"""Keep secrets out of everything p3monitor prints, writes, sends or stores.
+
+Secrets reach p3monitor in URLs (``https://user:password@host``, ``?token=...``, the path of
+a Slack incoming webhook) and in environment variables named in the ini file (an endpoint's
+auth token). Error messages of HTTP libraries quote URLs, so every text that leaves an
+exporter goes through :func:`redact_text` with the secrets it knows about.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote_plus, urlencode, urlsplit, urlunsplit
+
+__all__ = ["MASK", "is_secret_name", "redact_obj", "redact_text", "redact_url", "url_secrets"]
+
+MASK = "***"
+
+#: Words that make a field or query parameter name secret (``access_token``, ``X-Api-Key``,
+#: ``db_password``, ``X-Amz-Signature``); compared per word, so ``author`` or ``design`` are not.
+_SECRET_WORDS = frozenset(
+    {
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "pwd",
+        "pass",
+        "apikey",
+        "key",
+        "signature",
+        "sig",
+        "auth",
+        "authorization",
+        "credential",
+        "credentials",
+        "sessionid",
+        "cookie",
+    }
+)
+_SECRET_SUFFIXES = ("token", "secret", "password", "passwd", "apikey")
+
+#: Hosts whose URL path itself is the secret (incoming webhooks).
+_SECRET_PATH_HOSTS = ("hooks.slack.com", "discord.com", "discordapp.com", "webhook.office.com")
+
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/\s@'\"]+)@")
+_NAME_VALUE = re.compile(
+    r"(?P<name>[A-Za-z][A-Za-z0-9_.\-]*)(?P<sep>=|:[ \t]*)(?P<value>[^&\s'\",;}?=]+)"
+)
+_AUTH_SCHEME = re.compile(
+    r"\b(?P<scheme>Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=\-]{6,}", re.IGNORECASE
+)
+_WEBHOOK_PATH = re.compile(
+    r"(?P<host>hooks\.slack\.com|discord(?:app)?\.com/api/webhooks|webhook\.office\.com)"
+    r"/[^\s'\"<>]+",
+    re.IGNORECASE,
+)
+
+#: Shorter strings are not treated as secrets to mask everywhere (they would mangle text).
+_MIN_SECRET_LEN = 4
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a field or query parameter called ``name`` holds a secret."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name).lower()
+    words = [w for w in re.split(r"[^a-z0-9]+", spaced) if w]
+    joined = "".join(words)
+    return any(w in _SECRET_WORDS for w in words) or joined.endswith(_SECRET_SUFFIXES)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secret parts of ``url``: its password, secret query values, a webhook's path."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    found: list[str] = []
+    if parts.password:
+        found.append(parts.password)
+    if parts.username and parts.password is None and len(parts.username) >= 16:
+        found.append(parts.username)  # a token used as the user name (https://TOKEN@host)
+    for pair in re.split(r"[&;]", parts.query):
+        name, _, raw = pair.partition("=")
+        if raw and is_secret_name(unquote_plus(name)):
+            found.extend({raw, unquote_plus(raw)})
+    host = (parts.hostname or "").lower()
+    if any(host.endswith(h) for h in _SECRET_PATH_HOSTS):
+        found.extend(seg for seg in parts.path.split("/") if len(seg) >= 8)
+    return [s for s in found if len(s) >= _MIN_SECRET_LEN]
+
+
+def redact_url(url: str, *, hide_path: bool = False) -> str:
+    """``url`` safe to print: password and secret query values masked.
+
+    With ``hide_path`` (incoming webhooks, whose path is the key) only the scheme and the
+    host are kept. A string that is not a URL is returned through :func:`redact_text`.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return redact_text(url)
+    if not parts.scheme or not parts.netloc:
+        return redact_text(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    if parts.username is not None:
+        if parts.password is not None:
+            netloc = f"{quote(parts.username, safe='')}:{MASK}@{netloc}"
+        elif len(parts.username) >= 16:
+            netloc = f"{MASK}@{netloc}"
+        else:
+            netloc = f"{quote(parts.username, safe='')}@{netloc}"
+    lowered = host.lower()
+    if hide_path or any(lowered.endswith(h) for h in _SECRET_PATH_HOSTS):
+        path = "/" + MASK if parts.path.strip("/") else parts.path
+        return urlunsplit((parts.scheme, netloc, path, "", ""))
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode(
+            [(name, MASK if is_secret_name(name) else value) for name, value in pairs], safe="*"
+        )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with the given secrets and anything that looks like a credential masked."""
+    for secret in sorted(
+        {s for s in secrets if s and len(s) >= _MIN_SECRET_LEN}, key=len, reverse=True
+    ):
+        text = text.replace(secret, MASK)
+        quoted = quote(secret, safe="")
+        if quoted != secret:
+            text = text.replace(quoted, MASK)
+
+    def userinfo(match: re.Match[str]) -> str:
+        user, sep, _password = match.group("userinfo").partition(":")
+        if sep:
+            return f"{match.group('scheme')}{user}:{MASK}@"
+        if len(user) >= 16:
+            return f"{match.group('scheme')}{MASK}@"
+        return match.group(0)
+
+    text = _URL_USERINFO.sub(userinfo, text)
+    text = _WEBHOOK_PATH.sub(lambda m: f"{m.group('host')}/{MASK}", text)
+    text = _AUTH_SCHEME.sub(lambda m: f"{m.group('scheme')} {MASK}", text)
+
+    def name_value(match: re.Match[str]) -> str:
+        if match.group("value") == MASK or not is_secret_name(match.group("name")):
+            return match.group(0)
+        return f"{match.group('name')}{match.group('sep')}{MASK}"
+
+    return _NAME_VALUE.sub(name_value, text)
+
+
+def redact_obj(obj: Any, secrets: Iterable[str] = ()) -> Any:
+    """A copy of a JSON-like value with every string redacted and secret-named fields masked."""
+    known = tuple(secrets)
+    if isinstance(obj, str):
+        return redact_text(obj, known)
+    if isinstance(obj, dict):
+        out: dict[Any, Any] = {}
+        for key, value in obj.items():
+            if isinstance(key, str) and isinstance(value, str) and value and is_secret_name(key):
+                out[key] = MASK
+            else:
+                out[key] = redact_obj(value, known)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [redact_obj(item, known) for item in obj]
+    return obj

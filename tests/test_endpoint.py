@@ -1,0 +1,232 @@
+"""The HTTP endpoint exporter and the redaction helper, against a real server on loopback."""
+
+from __future__ import annotations
+
+import string
+import time
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_p3monitor.exporters.endpoint import (
+    ConfigError,
+    SendError,
+    auth_headers,
+    check_url,
+    post_json,
+)
+from pytest_p3monitor.exporters.redact import (
+    MASK,
+    is_secret_name,
+    redact_obj,
+    redact_text,
+    redact_url,
+    url_secrets,
+)
+
+from exporter_servers import RecordingServer, refused_url
+
+REPORT = {"schema": "p3monitor-report/1", "run": {"id": "r-1"}, "health_score": 91.5}
+
+
+@pytest.fixture
+def server() -> Iterator[RecordingServer]:
+    srv = RecordingServer()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+# -- redaction ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://bob:hunter22@example.com/x", "https://bob:***@example.com/x"),
+        ("https://example.com/r?token=abc123&page=2", "https://example.com/r?token=***&page=2"),
+        ("http://h:8080/p?X-Amz-Signature=ff00&a=b", "http://h:8080/p?X-Amz-Signature=***&a=b"),
+        ("https://hooks.slack.com/services/T0/B0/XYZXYZXYZXYZ", "https://hooks.slack.com/***"),
+        ("https://ghp_0123456789abcdefghij@github.com/o/r", "https://***@github.com/o/r"),
+        ("http://plain.example/path?page=1", "http://plain.example/path?page=1"),
+    ],
+)
+def test_redact_url(url: str, expected: str) -> None:
+    assert redact_url(url) == expected
+
+
+def test_redact_url_hide_path() -> None:
+    assert redact_url("https://chat.example/hooks/abcdef123", hide_path=True) == (
+        "https://chat.example/***"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("access_token", True),
+        ("X-Api-Key", True),
+        ("db_password", True),
+        ("clientSecret", True),
+        ("sig", True),
+        ("author", False),
+        ("design", False),
+        ("page", False),
+        ("monkey", False),
+    ],
+)
+def test_is_secret_name(name: str, secret: bool) -> None:
+    assert is_secret_name(name) is secret
+
+
+def test_redact_text_masks_what_http_libraries_print() -> None:
+    text = (
+        "HTTPConnectionPool(host='h', port=1): Max retries exceeded with url: "
+        "/r?access_token=s3cr3tvalue&a=b https://u:pw12345@h/x Authorization: Bearer abcdefghijk"
+    )
+    out = redact_text(text)
+    for secret in ("s3cr3tvalue", "pw12345", "abcdefghijk"):
+        assert secret not in out
+    assert "a=b" in out
+    assert "host='h'" in out
+
+
+def test_redact_text_known_secrets_also_url_quoted() -> None:
+    out = redact_text("sent to http://x/?q=p%40ss%2Fword and p@ss/word", ["p@ss/word"])
+    assert "p@ss/word" not in out
+    assert "p%40ss%2Fword" not in out
+
+
+def test_redact_obj() -> None:
+    data = {"password": "x1", "run": {"url": "http://a:bcdef@h/"}, "author": "me", "n": 3}
+    assert redact_obj(data) == {
+        "password": MASK,
+        "run": {"url": f"http://a:{MASK}@h/"},
+        "author": "me",
+        "n": 3,
+    }
+
+
+_secret = st.text(string.ascii_letters + string.digits + "-_.~!$*+", min_size=10, max_size=40)
+
+
+@given(password=_secret, token=_secret)
+def test_secrets_in_urls_never_survive(password: str, token: str) -> None:
+    url = f"https://user:{password}@ci.example:8443/api/v1?token={token}&page=2"
+    for shown in (redact_url(url), redact_text(f"failed: {url} (x)"), redact_text(url, [])):
+        assert password not in shown
+        assert token not in shown
+    assert set(url_secrets(url)) >= {password, token}
+
+
+@given(st.text(max_size=200))
+def test_redact_text_is_idempotent_and_total(text: str) -> None:
+    once = redact_text(text)
+    assert redact_text(once) == once
+
+
+# -- URLs and auth --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["not a url", "ftp://h/x", "http://", "http://h:99999/", "h/x"])
+def test_check_url_rejects(url: str) -> None:
+    with pytest.raises(ConfigError, match="valid URL"):
+        check_url(url, "p3monitor_endpoint")
+
+
+def test_check_url_message_hides_secrets() -> None:
+    with pytest.raises(ConfigError) as info:
+        check_url("ftp://u:topsecretpw@h/x", "p3monitor_endpoint")
+    assert "topsecretpw" not in str(info.value)
+
+
+def test_auth_headers() -> None:
+    env = {"TOK": "abc123", "BASIC": "Basic dXNlcjpwdw=="}
+    assert auth_headers(None, environ=env) == {}
+    assert auth_headers("TOK", environ=env) == {"Authorization": "Bearer abc123"}
+    assert auth_headers("BASIC", environ=env) == {"Authorization": "Basic dXNlcjpwdw=="}
+    assert auth_headers("TOK", "X-Api-Key", environ=env) == {"X-Api-Key": "abc123"}
+    with pytest.raises(ConfigError, match="MISSING"):
+        auth_headers("MISSING", environ=env)
+
+
+# -- sending --------------------------------------------------------------------------------
+
+
+def test_post_json_sends_the_report_with_auth(server: RecordingServer) -> None:
+    status = post_json(
+        f"{server.url}/ingest",
+        REPORT,
+        headers={"Authorization": "Bearer tok-123456"},
+        timeout=5,
+    )
+    assert status == 200
+    (request,) = server.requests
+    assert request.path == "/ingest"
+    assert request.json() == REPORT
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["Authorization"] == "Bearer tok-123456"
+    assert request.headers["User-Agent"].startswith("pytest-p3monitor/")
+
+
+def test_post_json_retries_5xx_then_succeeds(server: RecordingServer) -> None:
+    server.fail_first = 2
+    assert post_json(server.url, REPORT, timeout=10, retries=2, backoff=0.05) == 200
+    assert len(server.requests) == 3
+
+
+def test_post_json_gives_up_after_retries(server: RecordingServer) -> None:
+    server.mode = "fail"
+    with pytest.raises(SendError) as info:
+        post_json(server.url, REPORT, timeout=10, retries=2, backoff=0.05)
+    assert info.value.attempts == 3
+    assert info.value.status == 500
+    assert "HTTP 500" in str(info.value)
+    assert len(server.requests) == 3
+
+
+def test_post_json_does_not_retry_client_errors(server: RecordingServer) -> None:
+    server.mode, server.status = "status", 401
+    with pytest.raises(SendError, match="HTTP 401") as info:
+        post_json(server.url, REPORT, timeout=10, retries=3, backoff=0.05)
+    assert info.value.attempts == 1
+    assert len(server.requests) == 1
+
+
+def test_post_json_refused_is_quick() -> None:
+    started = time.monotonic()
+    with pytest.raises(SendError, match="connection failed") as info:
+        post_json(refused_url(), REPORT, timeout=5, retries=2, backoff=0.05)
+    assert info.value.attempts == 3
+    assert time.monotonic() - started < 3
+
+
+def test_post_json_hang_is_bounded_by_the_timeout(server: RecordingServer) -> None:
+    server.mode = "hang"
+    started = time.monotonic()
+    with pytest.raises(SendError, match=r"no answer within 1\.5 s"):
+        post_json(server.url, REPORT, timeout=1.5, retries=3, backoff=0.05)
+    elapsed = time.monotonic() - started
+    assert 1.4 < elapsed < 3.5
+
+
+def test_post_json_errors_never_show_secrets(server: RecordingServer) -> None:
+    server.mode, server.status = "status", 403
+    url = f"http://robot:hunter2hunter2@127.0.0.1:{server.port}/in?api_key=KEY0123456789"
+    with pytest.raises(SendError) as info:
+        post_json(url, REPORT, headers={"X-Api-Key": "HEADERSECRET42"}, timeout=5)
+    message = str(info.value)
+    for secret in ("hunter2hunter2", "KEY0123456789", "HEADERSECRET42"):
+        assert secret not in message
+    assert "HTTP 403" in message
+    # the header and the URL's credentials (as basic auth) were sent all the same
+    assert server.requests[0].headers["X-Api-Key"] == "HEADERSECRET42"
+    assert server.requests[0].headers["Authorization"].startswith("Basic ")
+
+
+def test_post_json_rejects_bad_url_without_network() -> None:
+    with pytest.raises(ConfigError):
+        post_json("htp:/nowhere", REPORT)
