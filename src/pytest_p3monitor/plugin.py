@@ -25,6 +25,7 @@ FEATURES: tuple[tuple[str, str], ...] = (
     ("p3monitor-flaky", "pytest_p3monitor.flaky_plugin:FlakyPlugin"),
     ("p3monitor-resources", "pytest_p3monitor.resources_plugin:ResourcesPlugin"),
     ("p3monitor-retention", "pytest_p3monitor.retention_plugin:RetentionPlugin"),
+    ("p3monitor-export", "pytest_p3monitor.export_plugin:ExportPlugin"),
 )
 
 
@@ -192,6 +193,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "p3monitor_retention_days",
         "delete stored runs older than this many days at the end of each session",
     )
+    # CI integrations and exports (export_plugin.py)
+    both(
+        "--p3monitor-openmetrics",
+        "p3monitor_openmetrics",
+        "write the session's metrics as OpenMetrics text to PATH (e.g. GitLab's metrics report)",
+        metavar="PATH",
+    )
+    for ini, help in (
+        ("p3monitor_github", "GitHub Actions outputs, summary, annotations: auto, true or false"),
+        ("p3monitor_pushgateway", "Prometheus Pushgateway URL [env P3MONITOR_PUSHGATEWAY]"),
+        ("p3monitor_pushgateway_job", "job label of the push to the Pushgateway (default pytest)"),
+        ("p3monitor_endpoint", "POST the JSON report to this URL [env P3MONITOR_ENDPOINT]"),
+        ("p3monitor_endpoint_auth_env", "environment variable holding the endpoint's token"),
+        ("p3monitor_endpoint_auth_header", "header for the token (default Authorization: Bearer)"),
+        ("p3monitor_endpoint_retries", "retries of a failed POST (default 2)"),
+        ("p3monitor_webhook", "Slack-compatible webhook URL for alerts [env P3MONITOR_WEBHOOK]"),
+        ("p3monitor_webhook_severity", "alerts posted to the webhook: critical or warning"),
+        ("p3monitor_export_timeout", "seconds the network exports may take (default 10)"),
+    ):
+        parser.addini(ini, help)
 
 
 def pytest_addhooks(pluginmanager: PluginManager) -> None:
