@@ -10,11 +10,18 @@ from pytest_p3monitor.health import (
     COMPONENTS,
     DEFAULT_WEIGHTS,
     KPIS,
+    ci_success_rate,
     compute_health,
+    failure_rate,
+    history_metrics,
     kpi_score,
+    kpi_values,
     parse_targets,
     parse_weights,
+    resource_utilisation,
+    run_total_time,
 )
+from pytest_p3monitor.records import RunInfo, RunRow
 
 ALL_MET = {
     "success_rate": 100.0,
@@ -195,3 +202,76 @@ def test_rate_kpi_score_never_falls_as_rate_grows(a: float, b: float, target: fl
     score_low = kpi_score(low, target, "at_least", "percent")
     score_high = kpi_score(high, target, "at_least", "percent")
     assert 0.0 <= score_low <= score_high <= 100.0
+
+
+def _row(seq: int, *, failed: int = 0, tests: int = 10, total: float | None = 100.0) -> RunRow:
+    metrics: dict[str, object] = {}
+    if total is not None:
+        metrics = {
+            "metrics": {
+                "performance": {"total_time_s": total},
+                "resource_usage": {
+                    "process": {"memory_percent_peak": 30.0, "cpu_percent_mean": 150.0},
+                    "containers": [{"memory_percent_peak": 85.0}],
+                },
+            }
+        }
+    return RunRow(
+        run_seq=seq,
+        run=RunInfo(run_id=f"r{seq}", started_at=1000.0 + seq, finished_at=1050.0 + seq),
+        tests=tests,
+        passed=tests - failed,
+        failed=failed,
+        errors=0,
+        skipped=0,
+        xfailed=0,
+        xpassed=0,
+        reruns=0,
+        test_execution_time_s=20.0,
+        metrics=metrics,
+    )
+
+
+def test_rates_over_runs() -> None:
+    rows = [_row(1), _row(2, failed=5), _row(3), _row(4, failed=1)]
+    assert ci_success_rate(rows) == 50.0
+    assert failure_rate(rows) == pytest.approx(100 * 6 / 40)
+    assert ci_success_rate([]) is None
+    assert failure_rate([]) is None
+
+
+def test_history_metrics_need_enough_runs() -> None:
+    assert history_metrics(_row(3), [_row(2)]) == {
+        "ci_success_rate": None,
+        "test_failure_rate": None,
+    }
+    figures = history_metrics(_row(3, failed=1), [_row(2), _row(1)])
+    assert figures["ci_success_rate"] == pytest.approx(200 / 3)
+    assert figures["test_failure_rate"] == pytest.approx(100 / 30)
+
+
+def test_run_total_time_and_utilisation() -> None:
+    assert run_total_time(_row(1, total=12.5)) == 12.5
+    assert run_total_time(_row(1, total=None)) == 50.0  # from start and finish
+    # containers' 85% beats the process' 30% memory and 150%/2 CPUs = 75% CPU
+    assert resource_utilisation(_row(1), cpu_count=2) == 85.0
+    assert resource_utilisation(_row(1, total=None), cpu_count=2) is None
+
+
+def test_kpi_values() -> None:
+    current = _row(5, failed=1, total=400.0)
+    history = [_row(4, total=100.0), _row(3, total=200.0)]
+    values = kpi_values(current, history, flaky_rate=2.0, cpu_count=2)
+    assert values == {
+        "success_rate": pytest.approx(200 / 3),
+        "test_stability": 98.0,
+        "total_ci_time": 400.0,
+        "test_execution_time": 20.0,
+        "resource_utilisation": 85.0,
+        "developer_wait_time": 200.0,  # median of 400, 100, 200
+    }
+    # no history: the session's own success rate; stability from reruns in the session
+    alone = kpi_values(current, [], flaky_rate=None, flaky_in_session=1, cpu_count=2)
+    assert alone["success_rate"] == 90.0
+    assert alone["test_stability"] == 90.0
+    assert alone["developer_wait_time"] == 400.0

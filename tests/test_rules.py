@@ -20,6 +20,8 @@ from pytest_p3monitor.rules import (
     lookup_metric,
     parse_rule,
     parse_value,
+    phase_metric,
+    report_metrics,
 )
 
 
@@ -335,3 +337,75 @@ def test_figure_shown_precisely_enough_to_differ_from_threshold() -> None:
     result = evaluate_rule(parse_rule("success_rate < 95%"), {"success_rate": 94.9996}, "critical")
     assert result.message == "success_rate is 94.9996% (threshold: success_rate < 95%)"
     assert parse_rule("success_rate < 95.125%").threshold_text == "95.125%"
+
+
+# -- metrics from a report ----------------------------------------------------------------------
+
+
+def _report(**perf: object) -> dict[str, object]:
+    return {
+        "health_score": 91.5,
+        "metrics": {
+            "performance": {"total_time_s": 7200.0, "test_execution_time_s": 60.0, **perf},
+            "reliability": {
+                "tests": 4,
+                "passed": 3,
+                "failed": 1,
+                "errors": 0,
+                "skipped": 0,
+                "reruns": 2,
+                "success_rate": 75.0,
+                "flaky_in_session": [{"nodeid": "a"}],
+            },
+            "resource_usage": {
+                "process": {
+                    "cpu_percent_peak": 150.0,
+                    "memory_percent_peak": None,
+                    "rss_bytes_peak": 1024,
+                },
+                "containers": [
+                    {"name": "db", "cpu_percent_peak": 20.0, "memory_percent_peak": 70.0},
+                    {"name": "app", "cpu_percent_peak": 90.0, "memory_percent_peak": None},
+                ],
+            },
+        },
+        "tests": [
+            {"nodeid": "t::a", "duration_s": 1.5, "rss_peak_bytes": 2048.0},
+            {"nodeid": "t::b", "duration_s": 0.5},
+        ],
+    }
+
+
+def test_report_metrics() -> None:
+    metrics = report_metrics(
+        _report(phases={"docker_build": 42.0, "service_startup:db": 3.0, "service_startup:x": 2.0}),
+        cost_per_hour=0.5,
+    )
+    assert metrics["success_rate"] == 75.0
+    assert metrics["failed"] == 1.0
+    assert metrics["reruns"] == 2.0
+    assert metrics["flaky_in_session"] == 1.0
+    assert metrics["test_execution_time"] == 60.0
+    assert metrics["peak_cpu_percent"] == 150.0
+    assert metrics["peak_memory_percent"] is None  # not measured: rules on it not evaluated
+    assert metrics["peak_rss"] == 1024.0
+    assert metrics["container_cpu_percent"] == 90.0
+    assert metrics["container_memory_percent"] == 70.0
+    assert metrics["health_score"] == 91.5
+    assert metrics["cost_per_build"] == pytest.approx(1.0)  # 2 h at $0.5
+    assert metrics["docker_build_time"] == 42.0
+    assert metrics["service_startup_time"] == 5.0
+    assert metrics["test_duration"] == {"t::a": 1.5, "t::b": 0.5}
+    assert metrics["test_rss"] == {"t::a": 2048.0}
+
+
+def test_report_metrics_of_an_empty_report() -> None:
+    metrics = report_metrics({})
+    assert metrics["success_rate"] is None
+    assert metrics["test_duration"] is None
+    assert metrics["test_rss"] is None
+    assert metrics["cost_per_build"] is None
+    assert metrics["container_memory_percent"] is None
+    assert "docker_build_time" not in metrics
+    assert phase_metric("docker_build") == "docker_build_time"
+    assert phase_metric("docker_build_time") == "docker_build_time"

@@ -22,7 +22,6 @@ from . import anomalies, health, recommend, trends
 from .config import parse_with, setting, setting_list
 from .records import RunRow, TestRecord
 from .rules import (
-    PHASE_SUFFIX,
     Metric,
     MetricValue,
     Rule,
@@ -30,6 +29,8 @@ from .rules import (
     RuleResult,
     evaluate,
     parse_rule,
+    phase_metric,
+    report_metrics,
 )
 
 if TYPE_CHECKING:
@@ -38,9 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_WARN_RULES",
     "GatesPlugin",
-    "history_metrics",
     "parse_rule_settings",
-    "report_metrics",
 ]
 
 #: Used, as warnings only, when the user configured no rule of their own.
@@ -51,10 +50,6 @@ DEFAULT_WARN_RULES: tuple[str, ...] = (
     "test_failure_rate > 5%",
 )
 
-#: Key of ``TestRecord.figures`` for a test's peak RSS (written by sampling.pertest).
-TEST_RSS_FIGURE = "rss_peak_bytes"
-#: Runs (this one included) needed before ci_success_rate / test_failure_rate are measured.
-MIN_HISTORY_RUNS = 3
 #: Results of each test read from the store to classify flakiness (when the flaky
 #: feature is off) ...
 TEST_HISTORY_WINDOW = 100
@@ -70,11 +65,6 @@ _DAY = 24 * 3600.0
 # -- settings ----------------------------------------------------------------------------------
 
 
-def _phase_metric(name: str) -> str:
-    """The metric of a phase: ``docker_build`` -> ``docker_build_time``."""
-    return name if name.endswith(PHASE_SUFFIX) else f"{name}{PHASE_SUFFIX}"
-
-
 def _ingested_names(config: pytest.Config) -> dict[str, Metric]:
     """Durations ingested with ``--p3monitor-metric NAME=SECONDS`` / ``P3MONITOR_METRIC_NAME``
     are phases: a rule names them ``NAME_time``, even when that is close to a known metric."""
@@ -88,7 +78,7 @@ def _ingested_names(config: pytest.Config) -> dict[str, Metric]:
     ]
     metrics = {}
     for name in filter(None, names):
-        metric = _phase_metric(name)
+        metric = phase_metric(name)
         metrics[metric] = Metric(metric, "session", "time", f"the {name} phase (ingested)")
     return metrics
 
@@ -144,82 +134,6 @@ def _num(value: Any) -> float | None:
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
-
-
-def report_metrics(
-    report: Mapping[str, Any], *, cost_per_hour: float | None = None
-) -> dict[str, MetricValue]:
-    """The session and per-test metrics a rule can name, read from the report.
-
-    A figure absent from the report (its feature off, nothing sampled) is None: a rule on
-    it is not evaluated.
-    """
-    metrics = _mapping(report.get("metrics"))
-    perf = _mapping(metrics.get("performance"))
-    rel = _mapping(metrics.get("reliability"))
-    usage = _mapping(metrics.get("resource_usage"))
-    process = _mapping(usage.get("process"))
-    containers = [c for c in usage.get("containers") or () if isinstance(c, Mapping)]
-
-    out: dict[str, MetricValue] = {}
-    for name in ("tests", "passed", "failed", "errors", "skipped", "reruns", "success_rate"):
-        out[name] = _num(rel.get(name))
-    in_session = rel.get("flaky_in_session")
-    out["flaky_in_session"] = (
-        float(len(in_session)) if isinstance(in_session, list) else _num(in_session)
-    )
-    out["test_execution_time"] = _num(perf.get("test_execution_time_s"))
-    total = _num(perf.get("total_time_s"))
-    out["total_time"] = total
-    out["peak_cpu_percent"] = _num(process.get("cpu_percent_peak"))
-    out["peak_memory_percent"] = _num(process.get("memory_percent_peak"))
-    out["peak_rss"] = _num(process.get("rss_bytes_peak"))
-    for metric, key in (
-        ("container_cpu_percent", "cpu_percent_peak"),
-        ("container_memory_percent", "memory_percent_peak"),
-    ):
-        peaks = [p for p in (_num(c.get(key)) for c in containers) if p is not None]
-        out[metric] = max(peaks) if peaks else None
-    out["health_score"] = _num(report.get("health_score"))
-    out["cost_per_build"] = (
-        None if cost_per_hour is None or total is None else total / 3600 * cost_per_hour
-    )
-
-    startups = 0.0
-    for name, value in _mapping(perf.get("phases")).items():
-        seconds = _num(value)
-        if seconds is None and isinstance(value, Mapping):
-            seconds = _num(value.get("seconds", value.get("duration_s")))
-        if name.startswith("service_startup:"):  # one per container waited for
-            startups += seconds or 0.0
-            out.setdefault("service_startup_time", None)
-            continue
-        metric = _phase_metric(name)
-        if out.get(metric) is None:
-            out[metric] = seconds
-    if "service_startup_time" in out and out["service_startup_time"] is None:
-        out["service_startup_time"] = startups
-
-    tests = [t for t in report.get("tests") or () if isinstance(t, Mapping) and t.get("nodeid")]
-    durations = {str(t["nodeid"]): d for t in tests if (d := _num(t.get("duration_s"))) is not None}
-    out["test_duration"] = durations if tests else None
-    rss = {str(t["nodeid"]): v for t in tests if (v := _num(t.get(TEST_RSS_FIGURE))) is not None}
-    out["test_rss"] = rss or None
-    return out
-
-
-def history_metrics(
-    current: RunRow, history: Sequence[RunRow], *, min_runs: int = MIN_HISTORY_RUNS
-) -> dict[str, MetricValue]:
-    """``ci_success_rate`` and ``test_failure_rate`` over this run and the ``history``
-    before it; None with fewer than ``min_runs`` runs in all."""
-    rows = [current, *history]
-    if len(rows) < min_runs:
-        return {"ci_success_rate": None, "test_failure_rate": None}
-    return {
-        "ci_success_rate": health.ci_success_rate(rows),
-        "test_failure_rate": health.failure_rate(rows),
-    }
 
 
 def current_run_row(monitor: MonitorSession, report: Mapping[str, Any]) -> RunRow:
@@ -324,7 +238,7 @@ class GatesPlugin:
             except Exception as exc:  # the store failing must not stop the gates
                 monitor.warn(f"history not read, history rules not evaluated: {exc}")
             else:
-                metrics.update(history_metrics(current, history))
+                metrics.update(health.history_metrics(current, history))
                 metrics.update(test_figures.metrics)
                 self.anomalies.extend(test_figures.anomalies)
                 if not flaky_entries:
@@ -340,7 +254,7 @@ class GatesPlugin:
             flaky_rate=float(flaky_rate) if isinstance(flaky_rate, (int, float)) else None,
             flaky_in_session=int(in_session) if isinstance(in_session, (int, float)) else 0,
             cpu_count=_cpu_count(),
-            min_runs=MIN_HISTORY_RUNS,
+            min_runs=health.MIN_HISTORY_RUNS,
         )
         self.health = health.compute_health(kpis, self.targets, self.weights or None)
         report["health_score"] = self.health.score

@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .records import RunRow
-from .rules import UNITS, Family, format_value, parse_value
+from .rules import UNITS, Family, MetricValue, format_value, parse_value
 
 __all__ = [
     "COMPONENTS",
     "DEFAULT_WEIGHTS",
     "KPIS",
+    "MIN_HISTORY_RUNS",
     "ComponentResult",
     "Health",
     "KpiResult",
@@ -35,6 +36,7 @@ __all__ = [
     "ci_success_rate",
     "compute_health",
     "failure_rate",
+    "history_metrics",
     "kpi_score",
     "kpi_values",
     "parse_targets",
@@ -442,4 +444,22 @@ def kpi_values(
         "test_execution_time": current.test_execution_time_s if current.tests else None,
         "resource_utilisation": resource_utilisation(current, cpu_count),
         "developer_wait_time": wait,
+    }
+
+
+#: Runs (this one included) needed before ci_success_rate / test_failure_rate are measured.
+MIN_HISTORY_RUNS = 3
+
+
+def history_metrics(
+    current: RunRow, history: Sequence[RunRow], *, min_runs: int = MIN_HISTORY_RUNS
+) -> dict[str, MetricValue]:
+    """``ci_success_rate`` and ``test_failure_rate`` over this run and the ``history``
+    before it; None with fewer than ``min_runs`` runs in all."""
+    rows = [current, *history]
+    if len(rows) < min_runs:
+        return {"ci_success_rate": None, "test_failure_rate": None}
+    return {
+        "ci_success_rate": ci_success_rate(rows),
+        "test_failure_rate": failure_rate(rows),
     }

@@ -25,11 +25,12 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "METRICS",
     "OPERATORS",
+    "TEST_RSS_FIGURE",
     "UNITS",
     "Family",
     "Kind",
@@ -46,6 +47,8 @@ __all__ = [
     "parse_rule",
     "parse_rules",
     "parse_value",
+    "phase_metric",
+    "report_metrics",
 ]
 
 Op = Literal["<", "<=", ">", ">=", "==", "!="]
@@ -641,3 +644,89 @@ def evaluate(
 ) -> list[RuleResult]:
     """Evaluate rules against measured metrics, in the order given."""
     return [evaluate_rule(rule, metrics, severity, default=default) for rule in rules]
+
+
+# -- metrics from a report ---------------------------------------------------------------------
+
+#: Key of ``TestRecord.figures`` (and of a report's test entries) for a test's peak RSS,
+#: as sampling.pertest writes it.
+TEST_RSS_FIGURE = "rss_peak_bytes"
+
+
+def phase_metric(name: str) -> str:
+    """The metric of a phase: ``docker_build`` -> ``docker_build_time``."""
+    return name if name.endswith(PHASE_SUFFIX) else f"{name}{PHASE_SUFFIX}"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def report_metrics(
+    report: Mapping[str, Any], *, cost_per_hour: float | None = None
+) -> dict[str, MetricValue]:
+    """The session and per-test metrics a rule can name, read from the report.
+
+    A figure absent from the report (its feature off, nothing sampled) is None: a rule on
+    it is not evaluated.
+    """
+    metrics = _mapping(report.get("metrics"))
+    perf = _mapping(metrics.get("performance"))
+    rel = _mapping(metrics.get("reliability"))
+    usage = _mapping(metrics.get("resource_usage"))
+    process = _mapping(usage.get("process"))
+    containers = [c for c in usage.get("containers") or () if isinstance(c, Mapping)]
+
+    out: dict[str, MetricValue] = {}
+    for name in ("tests", "passed", "failed", "errors", "skipped", "reruns", "success_rate"):
+        out[name] = _number(rel.get(name))
+    in_session = rel.get("flaky_in_session")
+    out["flaky_in_session"] = (
+        float(len(in_session)) if isinstance(in_session, list) else _number(in_session)
+    )
+    out["test_execution_time"] = _number(perf.get("test_execution_time_s"))
+    total = _number(perf.get("total_time_s"))
+    out["total_time"] = total
+    out["peak_cpu_percent"] = _number(process.get("cpu_percent_peak"))
+    out["peak_memory_percent"] = _number(process.get("memory_percent_peak"))
+    out["peak_rss"] = _number(process.get("rss_bytes_peak"))
+    for metric, key in (
+        ("container_cpu_percent", "cpu_percent_peak"),
+        ("container_memory_percent", "memory_percent_peak"),
+    ):
+        peaks = [p for p in (_number(c.get(key)) for c in containers) if p is not None]
+        out[metric] = max(peaks) if peaks else None
+    out["health_score"] = _number(report.get("health_score"))
+    out["cost_per_build"] = (
+        None if cost_per_hour is None or total is None else total / 3600 * cost_per_hour
+    )
+
+    startups = 0.0
+    for name, value in _mapping(perf.get("phases")).items():
+        seconds = _number(value)
+        if seconds is None and isinstance(value, Mapping):
+            seconds = _number(value.get("seconds", value.get("duration_s")))
+        if name.startswith("service_startup:"):  # one per container waited for
+            startups += seconds or 0.0
+            out.setdefault("service_startup_time", None)
+            continue
+        metric = phase_metric(name)
+        if out.get(metric) is None:
+            out[metric] = seconds
+    if "service_startup_time" in out and out["service_startup_time"] is None:
+        out["service_startup_time"] = startups
+
+    tests = [t for t in report.get("tests") or () if isinstance(t, Mapping) and t.get("nodeid")]
+    durations = {
+        str(t["nodeid"]): d for t in tests if (d := _number(t.get("duration_s"))) is not None
+    }
+    out["test_duration"] = durations if tests else None
+    rss = {str(t["nodeid"]): v for t in tests if (v := _number(t.get(TEST_RSS_FIGURE))) is not None}
+    out["test_rss"] = rss or None
+    return out
