@@ -19,6 +19,8 @@ COMMANDS: tuple[str, ...] = (
     "flaky",
     "prune",
     "migrate",
+    "trends",
+    "health",
 )
 
 

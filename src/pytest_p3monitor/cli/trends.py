@@ -1,0 +1,116 @@
+"""``p3monitor trends``: per day, runs, execution time (mean, p95), success rate, peak
+memory; and the last 24 h / 7 d / 30 d, as in the JSON report's ``trends``."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from .. import trends
+from ..rules import format_value
+from .common import add_command, guarded, print_json, reading_store, render_table
+
+DEFAULT_DAYS = 30
+#: At most this many runs are read (newest first).
+MAX_RUNS = 100_000
+_DAY = 24 * 3600.0
+
+
+def _days(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--days must be at least 1, not {value}")
+    return value
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = add_command(
+        subparsers,
+        "trends",
+        "per-day runs, execution time, success rate and peak memory; 24h/7d/30d summaries",
+        run,
+    )
+    parser.add_argument(
+        "--days",
+        type=_days,
+        default=DEFAULT_DAYS,
+        metavar="N",
+        help=f"how many days back, today included (default {DEFAULT_DAYS})",
+    )
+    parser.add_argument("--branch", default=None, help="only runs of this branch")
+
+
+def _time(value: float | None) -> str | None:
+    return None if value is None else format_value(value, "time")
+
+
+def _percent(value: float | None) -> str | None:
+    return None if value is None else f"{value:.1f}%"
+
+
+def _memory(period: trends.Period) -> str | None:
+    parts = []
+    if period.peak_memory_percent is not None:
+        parts.append(f"{period.peak_memory_percent:.1f}%")
+    if period.peak_rss_bytes is not None:
+        parts.append(format_value(period.peak_rss_bytes, "bytes"))
+    return " / ".join(parts) or None
+
+
+HEADERS = (
+    "period",
+    "runs",
+    "tests",
+    "success",
+    "runs passed",
+    "mean time",
+    "p95 time",
+    "peak memory",
+)
+
+
+def _row(period: trends.Period) -> tuple[Any, ...]:
+    return (
+        period.period,
+        period.runs,
+        period.tests,
+        _percent(period.success_rate),
+        _percent(period.ci_success_rate),
+        _time(period.mean_execution_time_s),
+        _time(period.p95_execution_time_s),
+        _memory(period),
+    )
+
+
+@guarded
+def run(args: argparse.Namespace) -> int:
+    now = time.time()
+    since = now - max(args.days, 30) * _DAY
+    with reading_store(args) as store:
+        rows = store.recent_runs(limit=MAX_RUNS, branch=args.branch, since=since)
+    days = trends.daily(rows, now, days=args.days)
+    summary = trends.summaries(rows, now)
+    if args.format == "json":
+        print_json(
+            {
+                "days": [d.to_dict() for d in days],
+                "summary": summary,
+                "branch": args.branch,
+            }
+        )
+        return 0
+    if not days and not any(summary.values()):
+        print(f"no runs stored in the last {args.days} days")
+        return 0
+    print(render_table(HEADERS, [_row(d) for d in days], args.format))
+    print()
+    windows = [
+        trends.summarize(name, [r for r in rows if r.run.started_at > now - seconds])
+        for name, seconds in trends.WINDOWS.items()
+    ]
+    print(render_table(HEADERS, [_row(w) for w in windows], args.format))
+    return 0
