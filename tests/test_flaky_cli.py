@@ -217,7 +217,7 @@ def test_failing_histories_matches_the_generic_filter(
     if with_index:
         conn = sqlite3.connect(db)
         conn.execute(
-            f"CREATE INDEX {FAILING_INDEX} ON p3m_results (run, test)"
+            f"CREATE INDEX IF NOT EXISTS {FAILING_INDEX} ON p3m_results (run, test)"
             " WHERE outcome IN ('failed', 'error') OR reruns > 0"
         )
         conn.commit()

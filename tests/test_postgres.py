@@ -146,6 +146,21 @@ def test_histories_window_branch_and_nodeids(store: SQLStore) -> None:
     assert [r.run_id for r in store.test_history("b", limit=2, branch="dev")] == ["r2", "r4"]
 
 
+def test_failing_histories_are_the_histories_with_a_failure_or_rerun(store: SQLStore) -> None:
+    for i in range(8):
+        outcomes = {"ok": "passed", "flip": "failed" if i % 3 == 0 else "passed"}
+        outcomes["late"] = "error" if i == 7 else "passed"
+        outcomes["early"] = "failed" if i == 0 else "passed"
+        run = RunInfo(run_id=f"r{i}", started_at=1000.0 + i, branch="main" if i % 2 else "dev")
+        tests = [record(n, o) for n, o in outcomes.items()]
+        tests.append(record("rerun", "passed", reruns=1 if i == 5 else 0))
+        store.save_run(run, tests, {})
+    for window, branch in [(100, None), (5, None), (2, None), (3, "main"), (3, "dev"), (1, "x")]:
+        expected = list(Store.failing_histories(store, window, branch))  # the generic way
+        assert list(store.failing_histories(window, branch)) == expected, (window, branch)
+    assert [n for n, _ in store.failing_histories(5)] == ["flip", "late", "rerun"]
+
+
 def test_histories_can_stop_early_and_the_store_goes_on(store: SQLStore) -> None:
     for i in range(3):
         save(store, f"r{i}", 1000.0 + i, {f"t{j}": "passed" for j in range(50)})

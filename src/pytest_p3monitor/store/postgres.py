@@ -34,7 +34,7 @@ from ..records import HistoryRow, RunInfo, RunRow, TestRecord, execution_time_s
 from . import redact_url
 from .base import SchemaTooNew, StoreCorrupt, StoreError, StoreUnavailable
 from .schema import SCHEMA_VERSION, statements
-from .sql import SQLStore, run_counts
+from .sql import MAX_WINDOW, SQLStore, run_counts
 
 #: Seconds to wait for the server to accept a connection (unless the URL says otherwise).
 CONNECT_TIMEOUT_S = 10
@@ -157,7 +157,8 @@ class PostgresStore(SQLStore):
         except psycopg.Error as exc:
             raise self._classify(exc) from None
         try:
-            conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
+            # JIT compiling costs more than it saves on the store's short queries.
+            conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}; SET jit = off")
         except psycopg.Error as exc:
             conn.close()
             raise self._classify(exc) from None
@@ -424,6 +425,60 @@ class PostgresStore(SQLStore):
         with self._errors(), self.conn.transaction():
             try:
                 yield from super().histories(window, branch, nodeids)
+            finally:
+                self._close_streams()
+
+    def failing_histories(
+        self, window: int = 100, branch: str | None = None
+    ) -> Iterator[tuple[str, list[HistoryRow]]]:
+        # The tests that failed or reran in the window are picked first (a small set), then
+        # only their rows are read, through the (test, run) primary key.
+        window = min(window, MAX_WINDOW)
+        with self._errors(), self.conn.transaction():
+            cur = self.conn.cursor()
+            run_sql = "SELECT seq FROM p3m_runs"
+            params: list[Any] = []
+            if branch is not None:
+                run_sql += " WHERE branch = %s"
+                params.append(branch)
+            cur.execute(run_sql + " ORDER BY seq DESC LIMIT 1 OFFSET %s", (*params, window - 1))
+            first = cur.fetchone()
+            cutoff = first[0] if first else 0
+            # p3m_results_failing (a partial index) holds exactly the results to pick from.
+            pick = (
+                "SELECT DISTINCT f.test FROM p3m_results f WHERE f.run >= %s"
+                " AND (f.outcome IN ('failed', 'error') OR f.reruns > 0)"
+            )
+            if branch is not None:
+                pick += " AND f.run IN (SELECT seq FROM p3m_runs WHERE branch = %s)"
+            cur.execute(pick, (cutoff, *params))
+            picked = [r[0] for r in cur.fetchall()]
+            if not picked:
+                return
+            sql = (
+                "SELECT t.nodeid, r.run, ru.run_id, ru.started_at, ru.commit_sha, ru.branch,"
+                " r.outcome, r.reruns, r.setup_s + r.call_s + r.teardown_s, r.message"
+                " FROM p3m_results r JOIN p3m_runs ru ON ru.seq = r.run"
+                " JOIN p3m_tests t ON t.id = r.test WHERE r.test = ANY(%s) AND r.run >= %s"
+            )
+            if branch is not None:
+                sql += " AND ru.branch = %s"
+            sql += " ORDER BY r.test, r.run"
+            args: list[Any] = [sorted(picked), cutoff, *params]
+            stream = self._stream_cursor()
+            try:
+                stream.execute(sql, args)
+                current: str | None = None
+                rows: list[HistoryRow] = []
+                while batch := stream.fetchmany(5000):
+                    for r in batch:
+                        if r[0] != current:
+                            if current is not None:
+                                yield current, rows
+                            current, rows = r[0], []
+                        rows.append(HistoryRow(*r[1:]))
+                if current is not None:
+                    yield current, rows
             finally:
                 self._close_streams()
 

@@ -84,6 +84,12 @@ MIGRATIONS: list[list[str]] = [
         ){without_rowid}""",
         "CREATE INDEX p3m_results_run ON p3m_results (run)",
     ],
+    [
+        # The few results that can make a test flaky, failing or regressed: `p3monitor
+        # flaky` picks its tests from here instead of scanning the whole window.
+        "CREATE INDEX IF NOT EXISTS p3m_results_failing ON p3m_results (run, test)"
+        " WHERE outcome IN ('failed', 'error') OR reruns > 0",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
