@@ -96,22 +96,37 @@ def test_history_from_edited_runs(
 
 
 def test_json_report_carries_flaky_tests(pytester: pytest.Pytester) -> None:
-    seed(pytester, {"test_mod.py::test_flip": "PFPFP", "test_mod.py::test_ok": "PPPPP"})
-    write_suite(pytester, flip=False, ok=True)
-    session(pytester, "c0", "--p3monitor-json", "report.json").assert_outcomes(passed=1, failed=1)
+    seed(
+        pytester,
+        {
+            "test_mod.py::test_flip": "PFPFP",
+            "test_mod.py::test_calm": "PPPFP",  # known flaky, passes this time
+            "test_mod.py::test_ok": "PPPPP",
+            "test_gone.py::test_old": "PFPFP",  # flaky, but not in this session
+        },
+    )
+    write_suite(pytester, flip=False, calm=True, ok=True)
+    session(pytester, "c0", "--p3monitor-json", "report.json").assert_outcomes(passed=2, failed=1)
     report = json.loads((pytester.path / "report.json").read_text())
-    (entry,) = report["flaky"]
-    assert entry["nodeid"] == "test_mod.py::test_flip"
-    assert entry["status"] == "flaky"
-    assert entry["known_flaky"] is True
-    assert entry["runs"] == 6  # this session folded in
-    assert entry["session"] == {
+    assert [e["nodeid"] for e in report["flaky"]] == [
+        "test_mod.py::test_flip",
+        "test_mod.py::test_calm",
+    ]
+    flip, calm = report["flaky"]
+    assert flip["status"] == "flaky"
+    assert flip["known_flaky"] is True
+    assert flip["runs"] == 6  # this session folded in
+    assert flip["session"] == {
         "outcome": "failed",
         "reruns": 0,
         "new_evidence": ["same-commit"],
         "quarantined": False,
     }
+    assert calm["status"] == "flaky"
+    assert calm["runs"] == 5  # as the store knew it
+    assert calm["session"]["outcome"] == "passed"
     assert report["metrics"]["reliability"]["flaky_in_session"] == []
+    assert report["metrics"]["figures"]["flaky_count"] == 2
 
 
 def test_passing_session_reads_no_history(

@@ -4,13 +4,15 @@ The feature plugin behind ``p3monitor_flaky_window``, ``p3monitor_flaky_branch``
 ``p3monitor_quarantine`` and ``p3monitor_rerun_flaky``. The verdicts come from
 :mod:`pytest_p3monitor.flaky` (pure functions over the store's history).
 
-A session pays for history only where it needs it: at the end, the tests that failed or
-were rerun have their history read (one query each) and classified twice, from the store
-alone (was the test already known flaky?) and with this session folded in (what it is
-now, and which evidence this session added). A session where everything passed at first
-try reads nothing. With ``p3monitor_rerun_flaky`` the flaky tests must be known before
-they run: the store's flaky tests are read at collection (on the xdist controller, once,
-and sent to the workers in ``workerinput``).
+A session pays for history only where it needs it. At the end, the store is asked once for
+the tests with a failure or a rerun in the window (``Store.failing_histories``; a partial
+index holds those results): they are the only tests that can be flaky, so this gives the
+session's known-flaky tests (``report["flaky"]``) however long the history is. Then the
+tests of this session that failed or were rerun have their own history read (one query
+each) and are classified twice: from the store alone (already known flaky?) and with this
+session folded in (what the test is now, and which evidence this session added). With
+``p3monitor_rerun_flaky`` the flaky tests must be known before they run: they are read at
+collection (on the xdist controller, once, and sent to the workers in ``workerinput``).
 
 Quarantine (``p3monitor_quarantine = true``): when every failure of the session is a test
 classified flaky before this session (and still flaky with it), the exit status goes from
@@ -147,19 +149,19 @@ class FlakyPlugin:
             self.monitor.warn(f"flaky history not read: {exc}", StoreWarning)
             return {}
 
-    def known_flaky(self, nodeids: Sequence[str] | None = None) -> dict[str, FlakyResult]:
-        """Tests classified flaky from the store alone (of ``nodeids``, or all); cached."""
+    def known_flaky(self) -> dict[str, FlakyResult]:
+        """Tests classified flaky from the store alone (before this session); read once.
+
+        Only a test with a failure or a rerun in the window can be flaky, so the store is
+        asked for those alone (``failing_histories``: a partial index holds them): cheap
+        however long the history, and complete.
+        """
         if self.known is None:
             self.known = {}
             store = self.monitor.open_store()
             if store is not None:
                 try:
-                    if nodeids is not None and len(nodeids) <= PER_TEST_QUERIES:
-                        stream: Iterable[tuple[str, Sequence[HistoryRow]]] = store.histories(
-                            self.window, self.branch, nodeids
-                        )
-                    else:
-                        stream = store.failing_histories(self.window, self.branch)
+                    stream = store.failing_histories(self.window, self.branch)
                     self.known = {r.nodeid: r for r in classify_all(stream) if r.is_flaky}
                 except StoreError as exc:
                     self.monitor.warn(f"flaky history not read: {exc}", StoreWarning)
@@ -184,7 +186,7 @@ class FlakyPlugin:
             workerinput: dict[str, Any] = getattr(config, "workerinput", {})
             flaky_ids: Iterable[str] = workerinput.get(WORKERINPUT_KEY, ())
         else:
-            flaky_ids = self.known_flaky([item.nodeid for item in items])
+            flaky_ids = self.known_flaky()
         flaky_set = set(flaky_ids)
         if not flaky_set:
             return
@@ -211,6 +213,9 @@ class FlakyPlugin:
 
     def _judge(self) -> None:
         records = self.monitor.records
+        if not records:
+            return
+        self.known_flaky()
         needed = [r for r in records.values() if r.outcome in FAILING_OUTCOMES or r.reruns]
         if not needed:
             return
