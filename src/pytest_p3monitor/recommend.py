@@ -167,13 +167,14 @@ def recommend_slowest(
         return None
     priority: Priority = "high" if share >= 0.5 else "medium" if share >= 0.3 else "low"
     named = ", ".join(f"{nodeid} ({format_value(d, 'time')})" for nodeid, d in slow)
-    noun = "test takes" if len(slow) == 1 else f"{len(slow)} slowest tests take"
+    noun = "slowest test takes" if len(slow) == 1 else f"{len(slow)} slowest tests take"
+    them = "it" if len(slow) == 1 else "them"
     return Recommendation(
         "slow_tests",
         priority,
-        f"speed up or split the slowest tests: {named}",
+        f"speed up or split the slowest {'test' if len(slow) == 1 else 'tests'}: {named}",
         f"the {noun} {share:.0%} of the test time ({format_value(slow_sum, 'time')} of "
-        f"{format_value(total, 'time')}); halving them saves about "
+        f"{format_value(total, 'time')}); halving {them} saves about "
         f"{format_value(slow_sum / 2, 'time')} per run",
         tuple(nodeid for nodeid, _ in slow),
     )
