@@ -24,7 +24,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import prometheus_client  # noqa: F401 - see below
 import pytest
+import requests  # noqa: F401 - see below
+
+# pytester's in-process runs restore sys.modules afterwards: a library first imported inside
+# one inner session (the exporters import requests and prometheus_client lazily) would be
+# half-forgotten in the next one ("You can only merge into CookieJar"). Importing them here,
+# in the outer process, keeps one copy for every inner session.
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,11 +68,17 @@ class RecordingServer:
                 pass
 
             def do_POST(self) -> None:
+                self._handle("POST")
+
+            def do_PUT(self) -> None:
+                self._handle("PUT")
+
+            def _handle(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 with server._lock:
                     server.requests.append(
-                        Recorded("POST", self.path, dict(self.headers.items()), body)
+                        Recorded(method, self.path, dict(self.headers.items()), body)
                     )
                     failing = server.fail_first > 0
                     if failing:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import string
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -230,3 +232,155 @@ def test_post_json_errors_never_show_secrets(server: RecordingServer) -> None:
 def test_post_json_rejects_bad_url_without_network() -> None:
     with pytest.raises(ConfigError):
         post_json("htp:/nowhere", REPORT)
+
+
+# -- the plugin -----------------------------------------------------------------------------
+
+TOKEN = "tok_9f8e7d6c5b4a3210"
+
+
+def make_suite(pytester: pytest.Pytester, url: str, *, timeout: float = 5, extra: str = "") -> None:
+    pytester.makeini(
+        f"""
+        [pytest]
+        p3monitor_endpoint = {url}
+        p3monitor_endpoint_auth_env = P3_TEST_TOKEN
+        p3monitor_export_timeout = {timeout}
+        {extra}
+        """
+    )
+    pytester.makepyfile("def test_a(): pass\ndef test_b(): pass\n")
+
+
+def outbox_files(pytester: pytest.Pytester) -> list[Path]:
+    return sorted((pytester.path / ".p3monitor" / "outbox" / "endpoint").glob("*.json"))
+
+
+def ewarnings(result: pytest.RunResult) -> list[str]:
+    return [ln for ln in result.outlines if "ExportWarning" in ln]
+
+
+@pytest.fixture
+def token(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("P3_TEST_TOKEN", TOKEN)
+    return TOKEN
+
+
+def test_plugin_posts_the_report(
+    pytester: pytest.Pytester, server: RecordingServer, token: str
+) -> None:
+    make_suite(pytester, f"{server.url}/api/reports")
+    result = pytester.runpytest("--p3monitor", "--p3monitor-json", "report.json")
+    assert result.ret == pytest.ExitCode.OK
+    (request,) = server.requests
+    assert request.path == "/api/reports"
+    assert request.headers["Authorization"] == f"Bearer {token}"
+    sent = request.json()
+    written = json.loads((pytester.path / "report.json").read_text())
+    assert sent["schema"] == "p3monitor-report/1"
+    assert sent["run"]["id"] == written["run"]["id"]
+    assert [t["nodeid"] for t in sent["tests"]] == [t["nodeid"] for t in written["tests"]]
+    assert not ewarnings(result)
+    assert outbox_files(pytester) == []
+    result.stdout.fnmatch_lines([f"exported to endpoint: {server.url}/api/reports (HTTP 200)"])
+
+
+def test_plugin_custom_auth_header(
+    pytester: pytest.Pytester, server: RecordingServer, token: str
+) -> None:
+    make_suite(pytester, server.url, extra="p3monitor_endpoint_auth_header = X-Api-Key")
+    pytester.runpytest("--p3monitor")
+    (request,) = server.requests
+    assert request.headers["X-Api-Key"] == token
+    assert "Authorization" not in request.headers
+
+
+@pytest.mark.parametrize("green", [True, False])
+def test_plugin_endpoint_500_keeps_the_report(
+    pytester: pytest.Pytester, server: RecordingServer, token: str, green: bool
+) -> None:
+    server.mode = "fail"
+    make_suite(pytester, server.url, extra="p3monitor_endpoint_retries = 1")
+    if not green:
+        pytester.makepyfile(test_red="def test_red(): assert 0")
+    result = pytester.runpytest("--p3monitor")
+    assert result.ret == (pytest.ExitCode.OK if green else pytest.ExitCode.TESTS_FAILED)
+    assert len(server.requests) == 2  # one retry
+    (warning,) = ewarnings(result)
+    assert "report not sent to the endpoint (ini p3monitor_endpoint)" in warning
+    assert "HTTP 500" in warning
+    assert "p3monitor export --flush" in warning
+    (kept,) = outbox_files(pytester)
+    entry = json.loads(kept.read_text())
+    assert entry["kind"] == "endpoint"
+    assert entry["payload"]["schema"] == "p3monitor-report/1"
+    assert entry["payload"]["run"]["id"] == kept.stem
+
+
+def test_plugin_endpoint_refused(pytester: pytest.Pytester, token: str) -> None:
+    make_suite(pytester, refused_url())
+    started = time.monotonic()
+    result = pytester.runpytest("--p3monitor")
+    assert time.monotonic() - started < 15
+    assert result.ret == pytest.ExitCode.OK
+    (warning,) = ewarnings(result)
+    assert "Connection refused" in warning
+    assert len(outbox_files(pytester)) == 1
+
+
+def test_plugin_endpoint_hanging_is_bounded(
+    pytester: pytest.Pytester, server: RecordingServer, token: str
+) -> None:
+    server.mode = "hang"
+    make_suite(pytester, server.url, timeout=2)
+    started = time.monotonic()
+    result = pytester.runpytest("--p3monitor")
+    elapsed = time.monotonic() - started
+    assert result.ret == pytest.ExitCode.OK
+    (warning,) = ewarnings(result)
+    assert "no answer within 2 s" in warning
+    assert len(outbox_files(pytester)) == 1
+    assert elapsed < 15
+
+
+def test_plugin_auth_variable_unset(
+    pytester: pytest.Pytester, server: RecordingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("P3_TEST_TOKEN", raising=False)
+    make_suite(pytester, server.url)
+    result = pytester.runpytest("--p3monitor")
+    assert result.ret == pytest.ExitCode.OK
+    assert server.requests == []
+    (warning,) = ewarnings(result)
+    assert "P3_TEST_TOKEN" in warning and "is not set" in warning
+    assert len(outbox_files(pytester)) == 1
+
+
+def test_plugin_bad_retries_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    make_suite(pytester, "http://127.0.0.1:1/", extra="p3monitor_endpoint_retries = -1")
+    result = pytester.runpytest("--p3monitor")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*ini p3monitor_endpoint_retries = '-1' is not valid*"])
+
+
+def test_secrets_never_reach_output_reports_or_store(
+    pytester: pytest.Pytester, server: RecordingServer, token: str
+) -> None:
+    server.mode, server.status = "status", 403
+    password = "urlpassw0rd77"
+    url = f"http://robot:{password}@127.0.0.1:{server.port}/in?api_key=QUERYKEY12345"
+    make_suite(pytester, url)
+    result = pytester.runpytest(
+        "--p3monitor", "--p3monitor-json", "report.json", "--p3monitor-openmetrics", "om.txt"
+    )
+    assert result.ret == pytest.ExitCode.OK
+    assert server.requests[0].headers["Authorization"].startswith("Bearer ")
+    texts = [result.stdout.str(), result.stderr.str()]
+    texts += [
+        p.read_bytes().decode("utf-8", "replace")
+        for p in pytester.path.rglob("*")
+        if p.is_file() and not p.name.endswith(".ini")
+    ]
+    for secret in (token, password, "QUERYKEY12345"):
+        assert not any(secret in text for text in texts), secret
+    assert len(outbox_files(pytester)) == 1

@@ -241,9 +241,8 @@ class ExportPlugin:
             for what, future in futures:
                 try:
                     outcome = future.result()
-                except Exception as exc:
-                    self._warn(f"{what} export failed: {type(exc).__name__}: {exc}")
-                    outcome = Outcome(what, False, "failed")
+                except Exception as exc:  # a bug or a library surprise: still one warning
+                    outcome = Outcome(what, False, f"{what} export failed: {exc!r}")
                 self.outcomes.append(outcome)
                 if not outcome.ok and outcome.detail:
                     self._warn(outcome.detail)

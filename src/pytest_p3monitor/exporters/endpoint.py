@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .redact import redact_text, redact_url, url_secrets
 
@@ -32,6 +32,7 @@ __all__ = [
     "check_url",
     "post_json",
     "short_reason",
+    "split_credentials",
 ]
 
 DEFAULT_TIMEOUT = 10.0
@@ -96,6 +97,20 @@ def auth_headers(
     return {name: value}
 
 
+def split_credentials(url: str) -> tuple[str, str | None, str | None]:
+    """``(url without user:password, user, password)``."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, None, None
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    bare = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    password = unquote(parts.password) if parts.password is not None else None
+    return bare, unquote(parts.username), password
+
+
 def short_reason(exc: BaseException) -> str:
     """The useful part of an HTTP library's error: ``[Errno 111] Connection refused``."""
     text = str(exc)
@@ -143,6 +158,12 @@ def post_json(
         "User-Agent": f"pytest-p3monitor/{__version__}",
         **(headers or {}),
     }
+    # Credentials in the URL become basic auth, unless an Authorization header is given
+    # (requests would otherwise let the URL's win over the configured token).
+    bare, user, password = split_credentials(url.strip())
+    auth = None
+    if user is not None and not any(k.lower() == "authorization" for k in all_headers):
+        auth = (user, password or "")
     deadline = time.monotonic() + timeout
     owned = session is None
     http = session if session is not None else requests.Session()
@@ -158,8 +179,9 @@ def post_json(
             wait = backoff * (2**attempt)
             try:
                 response = http.post(
-                    url,
+                    bare,
                     data=body,
+                    auth=auth,
                     headers=all_headers,
                     timeout=(min(remaining, 5.0), remaining),
                     allow_redirects=False,

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
 
-from .endpoint import ConfigError, SendError, check_url, short_reason
+from .endpoint import ConfigError, SendError, check_url, short_reason, split_credentials
 from .openmetrics import ReportCollector
 from .redact import redact_text, redact_url, url_secrets
 
@@ -20,20 +19,6 @@ __all__ = ["DEFAULT_JOB", "DEFAULT_TIMEOUT", "push", "split_credentials"]
 
 DEFAULT_JOB = "pytest"
 DEFAULT_TIMEOUT = 5.0
-
-
-def split_credentials(url: str) -> tuple[str, str | None, str | None]:
-    """``(url without user:password, user, password)``."""
-    parts = urlsplit(url)
-    if parts.username is None:
-        return url, None, None
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host if parts.port is None else f"{host}:{parts.port}"
-    bare = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    password = unquote(parts.password) if parts.password is not None else None
-    return bare, unquote(parts.username), password
 
 
 def push(
