@@ -25,6 +25,7 @@ from pytest_p3monitor.store import (
     SchemaTooNew,
     Store,
     StoreCorrupt,
+    StoreError,
     StoreUnavailable,
     open_store,
 )
@@ -334,6 +335,36 @@ def test_server_down_at_save_is_a_store_error(
         postgres_server.start()
     save(store, "lost", 1.0, {"a": "passed"})  # the same run, once the server is back
     assert [r.run.run_id for r in store.recent_runs()] == ["lost"]
+    store.close()
+
+
+@needs_postgres
+def test_deadlock_or_lost_race_is_retried(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from psycopg import errors
+
+    store = open_store(postgres_url)
+    real = store._save_once  # type: ignore[attr-defined]
+    calls: list[int] = []
+
+    def first_time_deadlocked(*args: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise errors.DeadlockDetected("deadlock detected")
+        real(*args)
+
+    monkeypatch.setattr(store, "_save_once", first_time_deadlocked)
+    save(store, "r1", 1.0, {"a": "passed"})
+    assert len(calls) == 2
+    assert [r.run.run_id for r in store.recent_runs()] == ["r1"]
+
+    def always_deadlocked(*args: Any) -> None:
+        raise errors.DeadlockDetected("deadlock detected")
+
+    monkeypatch.setattr(store, "_save_once", always_deadlocked)
+    with pytest.raises(StoreError, match="deadlock detected"):
+        save(store, "r2", 2.0, {"a": "passed"})
     store.close()
 
 

@@ -22,9 +22,9 @@ import itertools
 import json
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -36,12 +36,14 @@ from .base import SchemaTooNew, StoreCorrupt, StoreError, StoreUnavailable
 from .schema import SCHEMA_VERSION, statements
 from .sql import MAX_WINDOW, SQLStore, run_counts
 
+T = TypeVar("T")
+
 #: Seconds to wait for the server to accept a connection (unless the URL says otherwise).
 CONNECT_TIMEOUT_S = 10
 #: Milliseconds a statement may wait for a lock held by another session before failing.
 LOCK_TIMEOUT_MS = 60_000
-#: How often a save is retried after a deadlock, serialization failure or lost connection.
-SAVE_ATTEMPTS = 6
+#: How often a write is tried, after a deadlock, serialization failure or lost connection.
+WRITE_ATTEMPTS = 6
 #: Seconds a save keeps trying to reconnect after the server went away mid-session.
 RECONNECT_WINDOW_S = 8.0
 #: The advisory lock every session takes to migrate (any constant; "p3mon" in ASCII).
@@ -289,31 +291,34 @@ class PostgresStore(SQLStore):
             yield cur
 
     # -- writing ---------------------------------------------------------------------------
-    def save_run(self, run: RunInfo, tests: Sequence[TestRecord], metrics: dict[str, Any]) -> None:
-        by_nodeid = {t.nodeid: t for t in tests}  # one row per node id, whatever came in
-        ordered = [by_nodeid[n] for n in sorted(by_nodeid)]
+    def _retrying(self, step: Callable[[], T]) -> T:
+        """Run one write transaction, again after a deadlock, a serialization failure or a
+        row another session removed meanwhile, and after a reconnect when the server went
+        away (restart, failover). Every step is safe to repeat."""
         deadline = time.monotonic() + RECONNECT_WINDOW_S
-        for attempt in range(1, SAVE_ATTEMPTS + 1):
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 if self._lost():
                     self._reconnect(deadline)
                 try:
-                    self._save_once(run, ordered, metrics)
+                    return step()
                 except psycopg.Error:
                     # a rolled-back transaction takes the temporary table it made with it
                     self._load_table_ready = False
                     raise
-                return
             except _RETRYABLE as exc:
-                if attempt == SAVE_ATTEMPTS:
+                if attempt == WRITE_ATTEMPTS:
                     raise self._classify(exc) from None
                 time.sleep(random.uniform(0.05, 0.2) * attempt)
             except psycopg.Error as exc:
-                # The server went away (restart, failover): reconnect and save again.
-                if not self._lost() or attempt == SAVE_ATTEMPTS:
+                if not self._lost() or attempt == WRITE_ATTEMPTS or time.monotonic() > deadline:
                     raise self._classify(exc) from None
-                if time.monotonic() > deadline:
-                    raise self._classify(exc) from None
+        raise StoreUnavailable(f"the PostgreSQL results store {self.display_url} kept failing")
+
+    def save_run(self, run: RunInfo, tests: Sequence[TestRecord], metrics: dict[str, Any]) -> None:
+        by_nodeid = {t.nodeid: t for t in tests}  # one row per node id, whatever came in
+        ordered = [by_nodeid[n] for n in sorted(by_nodeid)]
+        self._retrying(lambda: self._save_once(run, ordered, metrics))
 
     def _save_once(
         self, run: RunInfo, tests: Sequence[TestRecord], metrics: dict[str, Any]
@@ -378,10 +383,23 @@ class PostgresStore(SQLStore):
             cur.execute(_RESULTS_INSERT, (row[0],))
 
     def prune(self, older_than: float) -> int:
-        deadline = time.monotonic() + RECONNECT_WINDOW_S
-        if self._lost():
-            self._reconnect(deadline)
-        return super().prune(older_than)
+        return self._retrying(lambda: self._prune_once(older_than))
+
+    def _prune_once(self, older_than: float) -> int:
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            cur.execute(
+                "DELETE FROM p3m_results WHERE run IN"
+                " (SELECT seq FROM p3m_runs WHERE started_at < %s)",
+                (older_than,),
+            )
+            cur.execute("DELETE FROM p3m_runs WHERE started_at < %s", (older_than,))
+            deleted: int = cur.rowcount
+            if deleted:
+                cur.execute(
+                    "DELETE FROM p3m_tests WHERE NOT EXISTS"
+                    " (SELECT 1 FROM p3m_results r WHERE r.test = p3m_tests.id)"
+                )
+            return deleted
 
     # -- reading ---------------------------------------------------------------------------
     def recent_runs(
