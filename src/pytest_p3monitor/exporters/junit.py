@@ -1,13 +1,14 @@
 """Each test case of pytest's JUnit XML (``--junitxml``) carries the test's figures.
 
 The properties are added straight to the test case's node reporter of pytest's ``LogXML``
-(``node_reporter(report).add_property``) from a ``tryfirst`` ``pytest_runtest_logreport``,
-just before junitxml closes the test case on its teardown report. Unlike the
+(``node_reporter(report).add_property``) from ``pytest_runtest_logreport``, just before
+junitxml closes the test case on its teardown report. Unlike the
 ``record_property`` fixture this needs no fixture in the tests and issues no warning for
 ``junit_family=xunit2``.
 
 Names are ``p3monitor_<figure>``: ``p3monitor_duration_s``, ``p3monitor_setup_s``,
-``p3monitor_call_s``, ``p3monitor_teardown_s``, ``p3monitor_reruns`` (when rerun),
+``p3monitor_call_s``, ``p3monitor_teardown_s`` (of that attempt: with pytest-rerunfailures
+junitxml writes one test case per attempt), ``p3monitor_reruns`` (attempts rerun so far),
 ``p3monitor_worker`` (under xdist) and one per figure measured for the test
 (``p3monitor_rss_bytes_peak`` ...).
 """
@@ -86,7 +87,6 @@ class _Pending:
     setup_s: float = 0.0
     call_s: float = 0.0
     teardown_s: float = 0.0
-    reruns: int = 0
     figures: dict[str, Any] = field(default_factory=dict)
 
 
@@ -98,15 +98,18 @@ class JUnitProperties:
     def __init__(self, xml: LogXML) -> None:
         self._xml = xml
         self._pending: dict[tuple[str, object], _Pending] = {}
+        self._reruns: dict[str, int] = {}
 
-    @pytest.hookimpl(tryfirst=True)
+    # A plain hookimpl on purpose: it runs after the ``tryfirst`` ones (the resources plugin
+    # puts the test's figures on the teardown report there) and, being registered after
+    # pytest's LogXML, before LogXML closes the test case on that same report.
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         key = (report.nodeid, getattr(report, "node", None))
         pending = self._pending.setdefault(key, _Pending())
         duration = float(getattr(report, "duration", 0.0) or 0.0)
         if report.outcome == "rerun":  # type: ignore[comparison-overlap]  # pytest-rerunfailures
-            pending.reruns += 1
-            return
+            # each attempt is its own test case in junitxml; the count carries on to the next
+            self._reruns[report.nodeid] = self._reruns.get(report.nodeid, 0) + 1
         if report.when == "setup":
             pending.setup_s += duration
         elif report.when == "call":
@@ -126,7 +129,7 @@ class JUnitProperties:
             setup_s=pending.setup_s,
             call_s=pending.call_s,
             teardown_s=pending.teardown_s,
-            reruns=pending.reruns,
+            reruns=self._reruns.get(report.nodeid, 0),
             worker=worker_id if isinstance(worker_id, str) else None,
             figures=pending.figures,
         )
