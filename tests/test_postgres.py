@@ -172,6 +172,25 @@ def test_histories_can_stop_early_and_the_store_goes_on(store: SQLStore) -> None
     assert store.recent_runs(limit=1)[0].run.run_id == "r3"
 
 
+@pytest.mark.parametrize("stream", ["histories", "failing_histories"])
+def test_an_abandoned_stream_never_holds_back_a_save(
+    store: SQLStore, store_url: str, stream: str
+) -> None:
+    for i in range(3):
+        save(store, f"r{i}", 1000.0 + i, {f"t{j}": "failed" for j in range(30)})
+    reader = getattr(store, stream)(10)
+    next(reader)  # a reader that stopped half-way, and is still around
+    save(store, "new", 1003.0, {"t0": "passed"})
+    other = open_store(store_url, create=False)
+    assert isinstance(other, SQLStore)
+    try:
+        assert "new" in other.run_ids()  # committed, seen from another connection
+    finally:
+        other.close()
+    reader.close()
+    assert "new" in store.run_ids()
+
+
 def test_prune_deletes_old_runs_their_results_and_orphan_tests(store: SQLStore) -> None:
     for i in range(4):
         save(store, f"r{i}", 1000.0 + i, {"a": "passed", f"only{i}": "passed"})

@@ -123,6 +123,7 @@ class PostgresStore(SQLStore):
         self._load_table_ready = False
         self._cursor_ids = itertools.count()
         self._streams: list[Any] = []
+        self._stream_conn: psycopg.Connection[Any] | None = None
         self.conn = self._connect()
         try:
             self._prepare(create)
@@ -426,10 +427,29 @@ class PostgresStore(SQLStore):
         with self._errors():
             return super().run_tests(run_seq)
 
+    @contextmanager
+    def _reader(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection of its own for one stream, in one read-only transaction (one
+        snapshot). A stream its reader abandons half-way then never holds a transaction
+        open on the connection that saves runs."""
+        conn = self._connect()
+        try:
+            with conn.transaction():
+                conn.execute("SET TRANSACTION READ ONLY")
+                try:
+                    yield conn
+                finally:
+                    for cur in [c for c in self._streams if c.connection is conn]:
+                        self._streams.remove(cur)
+                        with suppress(psycopg.Error):
+                            cur.close()
+        finally:
+            conn.close()
+
     def _stream_cursor(self) -> Any:
         # A server-side cursor: rows come in batches, never the whole result at once.
-        # Only valid inside the transaction that histories() holds open, which closes it.
-        cur = self.conn.cursor(name=f"p3m_stream_{next(self._cursor_ids)}")
+        conn = self._stream_conn if self._stream_conn is not None else self.conn
+        cur = conn.cursor(name=f"p3m_stream_{next(self._cursor_ids)}")
         self._streams.append(cur)
         return cur
 
@@ -439,12 +459,16 @@ class PostgresStore(SQLStore):
         branch: str | None = None,
         nodeids: Sequence[str] | None = None,
     ) -> Iterator[tuple[str, list[HistoryRow]]]:
-        # One read-only transaction around the stream, so that it reads one snapshot.
-        with self._errors(), self.conn.transaction():
+        with self._errors(), self._reader() as conn:
+            self._stream_conn = conn  # for the cursor SQLStore.histories asks for
             try:
-                yield from super().histories(window, branch, nodeids)
+                stream = super().histories(window, branch, nodeids)
+                first = next(stream, None)  # the stream's cursor is made by now
             finally:
-                self._close_streams()
+                self._stream_conn = None
+            if first is not None:
+                yield first
+                yield from stream
 
     def failing_histories(
         self, window: int = 100, branch: str | None = None
@@ -452,8 +476,8 @@ class PostgresStore(SQLStore):
         # The tests that failed or reran in the window are picked first (a small set), then
         # only their rows are read, through the (test, run) primary key.
         window = min(window, MAX_WINDOW)
-        with self._errors(), self.conn.transaction():
-            cur = self.conn.cursor()
+        with self._errors(), self._reader() as conn:
+            cur = conn.cursor()
             run_sql = "SELECT seq FROM p3m_runs"
             params: list[Any] = []
             if branch is not None:
@@ -483,28 +507,20 @@ class PostgresStore(SQLStore):
                 sql += " AND ru.branch = %s"
             sql += " ORDER BY r.test, r.run"
             args: list[Any] = [sorted(picked), cutoff, *params]
-            stream = self._stream_cursor()
-            try:
-                stream.execute(sql, args)
-                current: str | None = None
-                rows: list[HistoryRow] = []
-                while batch := stream.fetchmany(5000):
-                    for r in batch:
-                        if r[0] != current:
-                            if current is not None:
-                                yield current, rows
-                            current, rows = r[0], []
-                        rows.append(HistoryRow(*r[1:]))
-                if current is not None:
-                    yield current, rows
-            finally:
-                self._close_streams()
-
-    def _close_streams(self) -> None:
-        streams, self._streams = self._streams, []
-        for cur in streams:
-            with suppress(psycopg.Error):
-                cur.close()
+            stream = conn.cursor(name=f"p3m_stream_{next(self._cursor_ids)}")
+            self._streams.append(stream)
+            stream.execute(sql, args)
+            current: str | None = None
+            rows: list[HistoryRow] = []
+            while batch := stream.fetchmany(5000):
+                for r in batch:
+                    if r[0] != current:
+                        if current is not None:
+                            yield current, rows
+                        current, rows = r[0], []
+                    rows.append(HistoryRow(*r[1:]))
+            if current is not None:
+                yield current, rows
 
     def close(self) -> None:
         self.conn.close()
