@@ -343,3 +343,112 @@ def test_bytes_helper_is_not_needed_for_paths(tmp_path: Path) -> None:
     from pytest_p3monitor.sampling.probes import disk
 
     assert disk(str(tmp_path / "missing"))["free_bytes"] is None
+
+
+# --- the p3monitor fixture's parts, with a fake container -------------------------------------
+
+
+class FakeContainer:
+    """Answers ``reload``/``attrs``/``restart`` from a script of states."""
+
+    def __init__(
+        self,
+        states: list[dict[str, Any]],
+        config: dict[str, Any] | None = None,
+        after_restart: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.states = states
+        self.after_restart = after_restart
+        self.name = "svc"
+        self.id = "f" * 64
+        self.restarts = 0
+        self.attrs: dict[str, Any] = {"State": states[0], "Config": config or {}}
+
+    def reload(self) -> None:
+        if len(self.states) > 1:
+            self.states.pop(0)
+        self.attrs["State"] = self.states[0]
+
+    def restart(self) -> None:
+        self.restarts += 1
+        if self.after_restart is not None:
+            self.states = list(self.after_restart)
+
+
+class FakeClient:
+    def __init__(self, container: FakeContainer) -> None:
+        self.containers = self
+        self.container = container
+
+    def get(self, name_or_id: str) -> FakeContainer:
+        return self.container
+
+
+RUNNING = {"Running": True}
+CHECK = {"Healthcheck": {"Test": ["CMD", "true"]}}
+
+
+@pytest.mark.parametrize(
+    ("states", "config", "health"),
+    [
+        ([{"Running": False}, RUNNING], {}, False),  # Docker: no Health key
+        ([{"Running": True, "Health": {"Status": ""}}], {}, False),  # podman without a check
+        (
+            [
+                {"Running": True, "Health": {"Status": "starting"}},
+                {"Running": True, "Health": {"Status": "healthy"}},
+            ],
+            CHECK,
+            True,
+        ),
+        ([RUNNING, {"Running": True, "Health": {"Status": "healthy"}}], CHECK, True),
+        ([RUNNING], {"Healthcheck": {"Test": ["NONE"]}}, False),  # check disabled
+    ],
+)
+def test_wait_for_container_states(
+    states: list[dict[str, Any]], config: dict[str, Any], health: bool
+) -> None:
+    from pytest_p3monitor.phases import P3Monitor, PhaseRecorder
+
+    recorder = PhaseRecorder()
+    container = FakeContainer(states, config)
+    entry = P3Monitor(recorder).wait_for_container("svc", 5, client=FakeClient(container), poll=0)
+    assert entry["ready"] is True and entry["health"] is health and entry["restarted"] is False
+    assert container.restarts == 0
+    assert recorder.drain()[0]["kind"] == "service"
+
+
+def test_wait_for_container_timeout_restarts_once() -> None:
+    from pytest_p3monitor.phases import ContainerNotReady, P3Monitor, PhaseRecorder
+
+    recorder = PhaseRecorder()
+    unhealthy = FakeContainer([{"Running": True, "Health": {"Status": "unhealthy"}}], CHECK)
+    with pytest.raises(ContainerNotReady, match=r"was not healthy within 0\.2 s"):
+        P3Monitor(recorder).wait_for_container("svc", 0.2, client=FakeClient(unhealthy), poll=0.05)
+    assert unhealthy.restarts == 1
+    (entry,) = recorder.drain()
+    assert entry["restarted"] is True and entry["ready"] is False and entry["seconds"] >= 0.4
+
+    stopped_then_up = FakeContainer([{"Running": False}], after_restart=[RUNNING])
+    entry = P3Monitor(None).wait_for_container(
+        "svc", 0.01, client=FakeClient(stopped_then_up), poll=0.01
+    )
+    assert entry["restarted"] is True and entry["ready"] is True
+
+
+def test_phase_bad_names_and_summaries() -> None:
+    from pytest_p3monitor.phases import P3Monitor, PhaseRecorder, summarize
+
+    recorder = PhaseRecorder()
+    fixture = P3Monitor(recorder)
+    with pytest.raises(ValueError, match="non-empty name"), fixture.phase(""):
+        pass
+    with pytest.raises(ValueError, match="timeout must be positive"):
+        fixture.wait_for_container("x", 0)
+    fixture.record("build", 2.0)
+    fixture.record("build", 3.0)
+    with fixture.phase("test"):
+        pass
+    phases, services = summarize(recorder.drain())
+    assert phases["build"] == 5.0 and phases["test"] >= 0 and services == []
+    assert not recorder

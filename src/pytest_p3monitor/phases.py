@@ -157,13 +157,12 @@ def _wait(container: Any, timeout: float, poll: float) -> tuple[bool, bool]:
     while True:
         container.reload()
         state = container.attrs.get("State") or {}
-        health = state.get("Health")
+        # Docker leaves Health out without a health check; podman gives Status "".
+        status = (state.get("Health") or {}).get("Status") or ""
         check = (container.attrs.get("Config") or {}).get("Healthcheck") or {}
-        has_health = bool(health) or (bool(check.get("Test")) and check["Test"] != ["NONE"])
-        if health:
-            ready = health.get("Status") == "healthy"
-        else:
-            ready = bool(state.get("Running")) and not has_health
+        configured = bool(check.get("Test")) and check["Test"][:1] != ["NONE"]
+        has_health = configured or status not in ("", "none")
+        ready = status == "healthy" if has_health else bool(state.get("Running"))
         if ready:
             return True, has_health
         remaining = deadline - time.monotonic()

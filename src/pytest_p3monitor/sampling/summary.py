@@ -172,10 +172,14 @@ def per_test_container_peaks(
 ) -> dict[str, dict[str, float]]:
     """Per test, the peaks of the containers while it ran: {nodeid: {figure: value}}.
 
-    A test's window is its start..stop; the first sample after stop is included too, since
-    a CPU % sample covers the interval before it and a test shorter than the interval would
-    otherwise see nothing. Figures: ``containers_cpu_percent_peak`` and
-    ``containers_memory_bytes_peak`` (over all containers), and per container
+    A sample stands for the interval since the container's previous sample (its CPU % is
+    the average over it): a test gets the samples whose interval overlaps its start..stop,
+    that is those taken while it ran and the first one after it, unless that one is the
+    container's very first sample (a container started after the test). A test shorter
+    than the interval still gets the sample covering it.
+
+    Figures: ``containers_cpu_percent_peak`` and ``containers_memory_bytes_peak`` (over all
+    containers), and per container
     ``container.NAME.cpu_percent_peak`` / ``container.NAME.memory_bytes_peak``.
     """
     groups = [
@@ -191,8 +195,10 @@ def per_test_container_peaks(
         figures: dict[str, float] = {}
         for name, times, rows in groups:
             lo = bisect.bisect_left(times, start)
-            hi = min(bisect.bisect_right(times, stop) + 1, len(rows))
+            hi = bisect.bisect_right(times, stop)
             window = rows[lo:hi]
+            if 0 < hi < len(rows):
+                window.append(rows[hi])
             if not window:
                 continue
             cpu = _peak(_num(r.get("cpu_percent")) for r in window)
