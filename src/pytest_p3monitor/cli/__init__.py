@@ -21,6 +21,7 @@ COMMANDS: tuple[str, ...] = (
     "migrate",
     "trends",
     "health",
+    "export",
 )
 
 

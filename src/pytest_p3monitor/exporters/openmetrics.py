@@ -208,7 +208,10 @@ class ReportCollector:
 
 def report_from_run_row(row: RunRow) -> dict[str, Any]:
     """A report-shaped dict from a stored run, enough for :func:`figures`."""
-    metrics: dict[str, Any] = dict(row.metrics) if isinstance(row.metrics, Mapping) else {}
+    stored: Mapping[str, Any] = row.metrics if isinstance(row.metrics, Mapping) else {}
+    # the store keeps {"health_score", "health", "metrics": {performance, ...}, "alerts"}
+    inner = stored.get("metrics")
+    metrics: dict[str, Any] = dict(inner) if isinstance(inner, Mapping) else dict(stored)
     reliability = dict(metrics.get("reliability") or {})
     reliability.update(
         tests=row.tests,
@@ -233,14 +236,14 @@ def report_from_run_row(row: RunRow) -> dict[str, Any]:
             "finished_at": run.finished_at,
             "ci": {"provider": run.ci.provider, "run_id": run.ci.run_id},
         },
-        "health_score": metrics.get("health_score"),
+        "health_score": stored.get("health_score"),
         "metrics": {
             "performance": performance,
             "reliability": reliability,
             "resource_usage": metrics.get("resource_usage") or {},
         },
-        "flaky": metrics.get("flaky") or [],
-        "alerts": metrics.get("alerts") or [],
+        "flaky": stored.get("flaky") or [],
+        "alerts": stored.get("alerts") or [],
         "tests": [],
     }
 
