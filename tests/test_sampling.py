@@ -63,6 +63,32 @@ def test_meter_peak_resets_between_tests() -> None:
 
 
 @linux
+def test_meter_peak_after_a_big_thread_exited() -> None:
+    """A thread's exit pins its peak in getrusage; the meter must not report it later."""
+    import threading
+
+    def hog() -> None:
+        block = bytearray(150 * 1024 * 1024)
+        block[::4096] = b"x" * len(block[::4096])
+        del block
+
+    resident = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    thread = threading.Thread(target=hog)
+    thread.start()
+    thread.join()
+    meter = TestMeter()
+    meter.start()
+    small = meter.stop()
+    meter.start()
+    block = bytearray(30 * 1024 * 1024)
+    block[::4096] = b"x" * len(block[::4096])
+    del block
+    grown = meter.stop()
+    assert small[RSS_PEAK] < resident + 100 * 1024 * 1024
+    assert 20 * 1024 * 1024 < grown[RSS_PEAK] - small[RSS_PEAK] < 60 * 1024 * 1024
+
+
+@linux
 def test_meter_counts_writes_and_not_its_own_reads(tmp_path: Path) -> None:
     meter = TestMeter()
     meter.start()
