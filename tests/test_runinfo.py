@@ -104,5 +104,9 @@ def test_git_fallback(tmp_path: Path) -> None:
         [*run, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
     ).stdout.strip()
     assert git_commit_branch(tmp_path) == (head, "trunk")
+    (tmp_path / "untracked.py").write_text("x = 1\n")
+    assert git_commit_branch(tmp_path) == (head, "trunk")
     subprocess.run([*run, "checkout", "-q", "--detach"], check=True)
     assert git_commit_branch(tmp_path) == (head, None)
+    subprocess.run([*run, "add", "untracked.py"], check=True)
+    assert git_commit_branch(tmp_path) == (head + "-dirty", None)

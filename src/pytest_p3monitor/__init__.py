@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-from .warnings import (
-    ExportWarning,
-    GateWarning,
-    P3MonitorWarning,
-    SamplingWarning,
-    StoreWarning,
-)
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -20,3 +14,12 @@ __all__ = [
     "StoreWarning",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The warning classes need pytest; the `p3monitor` command does not, so import lazily.
+    if name in __all__:
+        from . import warnings
+
+        return getattr(warnings, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 Outcome = Literal["passed", "failed", "error", "skipped", "xfailed", "xpassed"]
 OUTCOMES: tuple[Outcome, ...] = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
@@ -93,11 +93,11 @@ class TestRecord:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-@dataclass(frozen=True)
-class HistoryRow:
+class HistoryRow(NamedTuple):
     """One past result of one test, as the store returns it for analysis.
 
     Rows of one test come ordered oldest first. ``run_seq`` orders runs across the store.
+    A named tuple, not a dataclass: the store builds millions of them for `p3monitor flaky`.
     """
 
     run_seq: int

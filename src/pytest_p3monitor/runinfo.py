@@ -89,21 +89,32 @@ def detect_ci(env: Mapping[str, str]) -> tuple[CIInfo, str | None, str | None]:
     return CIInfo(), None, None
 
 
-def git_commit_branch(cwd: Path) -> tuple[str | None, str | None]:
-    """Ask git for HEAD's commit and branch; (None, None) outside a repository or without git."""
+#: Appended to the commit of a work tree with uncommitted changes to tracked files, as
+#: ``git describe --dirty`` does: two runs of one HEAD with different edits are not runs of
+#: the same code, and must not count as "both outcomes on one commit" in flakiness.
+DIRTY_SUFFIX = "-dirty"
+
+
+def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD", "--abbrev-ref", "HEAD"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
+        return subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5, check=False
         )
     except (OSError, subprocess.SubprocessError):
-        return None, None
-    lines = out.stdout.split()
-    if out.returncode != 0 or len(lines) != 2:
+        return None
+
+
+def git_commit_branch(cwd: Path) -> tuple[str | None, str | None]:
+    """Ask git for HEAD's commit and branch; (None, None) outside a repository or without git.
+
+    The commit ends in ``-dirty`` when tracked files have uncommitted changes.
+    """
+    out = _git(cwd, "rev-parse", "HEAD", "--abbrev-ref", "HEAD")
+    lines = out.stdout.split() if out is not None else []
+    if out is None or out.returncode != 0 or len(lines) != 2:
         return None, None
     commit, branch = lines
+    status = _git(cwd, "status", "--porcelain", "--untracked-files=no")
+    if status is not None and status.returncode == 0 and status.stdout.strip():
+        commit += DIRTY_SUFFIX
     return commit, (None if branch == "HEAD" else branch)
