@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import timeit
 from pathlib import Path
@@ -98,15 +97,22 @@ def suite_overhead(pairs: int, tests: int, work: int) -> None:
         (directory / "pytest.ini").write_text("[pytest]\n")
         run_suite(directory, False, env)  # warm-up: caches, .pyc files
         times: dict[bool, list[float]] = {False: [], True: []}
+        cpu: dict[bool, list[float]] = {False: [], True: []}
         for pair in range(pairs):
             order = (False, True) if pair % 2 == 0 else (True, False)
             for sampling in order:
-                times[sampling].append(run_suite(directory, sampling, env)["loop_s"])
+                timing = run_suite(directory, sampling, env)
+                times[sampling].append(timing["loop_s"])
+                cpu[sampling].append(timing["cpu_s"])
     base, sampled = statistics.median(times[False]), statistics.median(times[True])
     print(f"CPU-bound suite: {tests} tests, {pairs} alternating pairs, test-loop seconds")
     print(f"  without sampling: median {base:.3f} s  runs {_fmt(times[False])}")
     print(f"  with sampling:    median {sampled:.3f} s  runs {_fmt(times[True])}")
     print(f"  ratio (with / without): {sampled / base:.4f}  (target <= 1.02)")
+    print(
+        f"  CPU seconds of the pytest process in the loop: without "
+        f"{statistics.median(cpu[False]):.3f}, with {statistics.median(cpu[True]):.3f}"
+    )
 
 
 def _fmt(values: list[float]) -> str:
@@ -143,9 +149,11 @@ def hook_cost(number: int) -> None:
     best = min(timeit.repeat(one_test, number=number, repeat=5)) / number
     print(f"per-test hook cost: {best * 1e6:.1f} us  (target < 20 us; best of 5 x {number})")
     meter = plugin.meter
-    print(f"  of which TestMeter start+stop: "
-          f"{min(timeit.repeat(lambda: (meter.start(), meter.stop()), number=number, repeat=5)) / number * 1e6:.1f} us"
-          f"  (VmHWM reset works: {meter.reset_works})")  # fmt: skip
+    alone = min(timeit.repeat(lambda: (meter.start(), meter.stop()), number=number, repeat=5))
+    print(
+        f"  of which TestMeter start+stop: {alone / number * 1e6:.1f} us"
+        f"  (VmHWM reset works: {meter.reset_works})"
+    )
 
 
 def main() -> None:
