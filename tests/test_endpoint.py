@@ -78,6 +78,9 @@ def test_redact_url_hide_path() -> None:
         ("design", False),
         ("page", False),
         ("monkey", False),
+        ("key", False),
+        ("AWS_SECRET_ACCESS_KEY", True),
+        ("private_key", True),
     ],
 )
 def test_is_secret_name(name: str, secret: bool) -> None:
@@ -94,6 +97,19 @@ def test_redact_text_masks_what_http_libraries_print() -> None:
         assert secret not in out
     assert "a=b" in out
     assert "host='h'" in out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "tests/test_token.py::test_login",
+        "tests/test_auth.py::TestPassword::test_reset[case-1]",
+        "design=x author=y key=3 page: 2",
+        "2026-01-01T00:00:00Z",
+    ],
+)
+def test_redact_text_leaves_ordinary_text_alone(text: str) -> None:
+    assert redact_text(text) == text
 
 
 def test_redact_text_known_secrets_also_url_quoted() -> None:

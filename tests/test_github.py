@@ -426,3 +426,17 @@ def test_unwritable_summary_keeps_a_green_session_green(
     result = pytester.runpytest("--p3monitor", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     assert result.ret == pytest.ExitCode.OK
+
+
+def test_annotation_paths_are_relative_to_the_workspace(
+    pytester: pytest.Pytester, gha: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the project is a subfolder of the checked-out repository
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(pytester.path.parent))
+    pytester.makeini("[pytest]\np3monitor_fail_on = test_duration > 0.2s\n")
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest("--p3monitor", "-p", "no:cacheprovider")
+    sub = pytester.path.name
+    result.stdout.fnmatch_lines(
+        [f"::error file={sub}/test_suite.py,line={SLOW_LINE},title=p3monitor%3A test_duration*"]
+    )

@@ -148,10 +148,14 @@ class ExportPlugin:
     def pytest_p3monitor_report(self, monitor: MonitorSession, report: dict[str, Any]) -> None:
         if monitor.is_worker:
             return
+        github_on = self._github_on()
+        network = self.pushgateway.value or self.endpoint.value or self.webhook.value
+        if self.openmetrics_path is None and not github_on and not network:
+            return  # nothing to export: not even a walk over the report
         safe = redact_obj(report, self._secrets)
         if self.openmetrics_path is not None:
             self._step("OpenMetrics", lambda: self._openmetrics(safe))
-        if self._github_on():
+        if github_on:
             self._step("GitHub Actions", lambda: self._github(safe))
         self._network(safe)
 

@@ -8,6 +8,7 @@ exporter goes through :func:`redact_text` with the secrets it knows about.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -28,7 +29,6 @@ _SECRET_WORDS = frozenset(
         "pwd",
         "pass",
         "apikey",
-        "key",
         "signature",
         "sig",
         "auth",
@@ -39,14 +39,23 @@ _SECRET_WORDS = frozenset(
         "cookie",
     }
 )
-_SECRET_SUFFIXES = ("token", "secret", "password", "passwd", "apikey")
+_SECRET_SUFFIXES = (
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "apikey",
+    "accesskey",
+    "privatekey",
+    "secretkey",
+)
 
 #: Hosts whose URL path itself is the secret (incoming webhooks).
 _SECRET_PATH_HOSTS = ("hooks.slack.com", "discord.com", "discordapp.com", "webhook.office.com")
 
 _URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/\s@'\"]+)@")
 _NAME_VALUE = re.compile(
-    r"(?P<name>[A-Za-z][A-Za-z0-9_.\-]*)(?P<sep>=|:[ \t]*)(?P<value>[^&\s'\",;}?=]+)"
+    r"(?P<name>[A-Za-z][A-Za-z0-9_.\-]*)(?P<sep>=|:[ \t]+)(?P<value>[^&\s'\",;}?=]+)"
 )
 _AUTH_SCHEME = re.compile(
     r"\b(?P<scheme>Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=\-]{6,}", re.IGNORECASE
@@ -61,6 +70,7 @@ _WEBHOOK_PATH = re.compile(
 _MIN_SECRET_LEN = 4
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_name(name: str) -> bool:
     """Whether a field or query parameter called ``name`` holds a secret."""
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name).lower()
@@ -127,49 +137,67 @@ def redact_url(url: str, *, hide_path: bool = False) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
+def _prepare(secrets: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """Known secrets, longest first, each with its URL-quoted form."""
+    unique = sorted({x for x in secrets if x and len(x) >= _MIN_SECRET_LEN}, key=len, reverse=True)
+    return tuple((x, quote(x, safe="")) for x in unique)
+
+
+def _userinfo(match: re.Match[str]) -> str:
+    user, sep, _password = match.group("userinfo").partition(":")
+    if sep:
+        return f"{match.group('scheme')}{user}:{MASK}@"
+    if len(user) >= 16:
+        return f"{match.group('scheme')}{MASK}@"
+    return match.group(0)
+
+
+def _name_value(match: re.Match[str]) -> str:
+    if match.group("value") == MASK or not is_secret_name(match.group("name")):
+        return match.group(0)
+    return f"{match.group('name')}{match.group('sep')}{MASK}"
+
+
+def _redact(text: str, prepared: tuple[tuple[str, str], ...]) -> str:
+    for secret, quoted in prepared:
+        if secret in text:
+            text = text.replace(secret, MASK)
+        if quoted != secret and quoted in text:
+            text = text.replace(quoted, MASK)
+    # Cheap tests first: most strings (node ids, outcomes) need none of the patterns.
+    if "@" in text:
+        text = _URL_USERINFO.sub(_userinfo, text)
+    lowered = text.lower()
+    if "hook" in lowered or "discord" in lowered:
+        text = _WEBHOOK_PATH.sub(lambda m: f"{m.group('host')}/{MASK}", text)
+    if "bearer" in lowered or "basic" in lowered or "token" in lowered:
+        text = _AUTH_SCHEME.sub(lambda m: f"{m.group('scheme')} {MASK}", text)
+    if "=" in text or ": " in text or ":\t" in text:
+        text = _NAME_VALUE.sub(_name_value, text)
+    return text
+
+
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with the given secrets and anything that looks like a credential masked."""
-    for secret in sorted(
-        {s for s in secrets if s and len(s) >= _MIN_SECRET_LEN}, key=len, reverse=True
-    ):
-        text = text.replace(secret, MASK)
-        quoted = quote(secret, safe="")
-        if quoted != secret:
-            text = text.replace(quoted, MASK)
-
-    def userinfo(match: re.Match[str]) -> str:
-        user, sep, _password = match.group("userinfo").partition(":")
-        if sep:
-            return f"{match.group('scheme')}{user}:{MASK}@"
-        if len(user) >= 16:
-            return f"{match.group('scheme')}{MASK}@"
-        return match.group(0)
-
-    text = _URL_USERINFO.sub(userinfo, text)
-    text = _WEBHOOK_PATH.sub(lambda m: f"{m.group('host')}/{MASK}", text)
-    text = _AUTH_SCHEME.sub(lambda m: f"{m.group('scheme')} {MASK}", text)
-
-    def name_value(match: re.Match[str]) -> str:
-        if match.group("value") == MASK or not is_secret_name(match.group("name")):
-            return match.group(0)
-        return f"{match.group('name')}{match.group('sep')}{MASK}"
-
-    return _NAME_VALUE.sub(name_value, text)
+    return _redact(text, _prepare(secrets))
 
 
 def redact_obj(obj: Any, secrets: Iterable[str] = ()) -> Any:
     """A copy of a JSON-like value with every string redacted and secret-named fields masked."""
-    known = tuple(secrets)
+    return _redact_obj(obj, _prepare(secrets))
+
+
+def _redact_obj(obj: Any, prepared: tuple[tuple[str, str], ...]) -> Any:
     if isinstance(obj, str):
-        return redact_text(obj, known)
+        return _redact(obj, prepared)
     if isinstance(obj, dict):
         out: dict[Any, Any] = {}
         for key, value in obj.items():
             if isinstance(key, str) and isinstance(value, str) and value and is_secret_name(key):
                 out[key] = MASK
             else:
-                out[key] = redact_obj(value, known)
+                out[key] = _redact_obj(value, prepared)
         return out
     if isinstance(obj, (list, tuple)):
-        return [redact_obj(item, known) for item in obj]
+        return [_redact_obj(item, prepared) for item in obj]
     return obj
