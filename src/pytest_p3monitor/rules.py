@@ -183,7 +183,7 @@ METRICS: dict[str, Metric] = {
             "peak_cpu_percent",
             "session",
             "percent",
-            "peak CPU of the test process tree",
+            "peak CPU of the test process tree (100% = one core)",
             _RESOURCES,
         ),
         _m(
@@ -219,7 +219,7 @@ METRICS: dict[str, Metric] = {
             "service_startup_time",
             "session",
             "time",
-            "the service_startup phase (p3monitor fixture or --p3monitor-metric)",
+            "seconds waited for containers (p3monitor.wait_for_container), summed",
             "a service_startup phase",
         ),
         _m(
@@ -253,7 +253,13 @@ METRICS: dict[str, Metric] = {
             "failed or error results among all test results of the last N runs",
             _HISTORY,
         ),
-        _m("flaky_count", "history", "count", "tests classified flaky from history", _HISTORY),
+        _m(
+            "flaky_count",
+            "history",
+            "count",
+            "tests of this session classified flaky from history and this session's reruns",
+            _HISTORY,
+        ),
         _m(
             "flaky_rate",
             "history",
