@@ -380,3 +380,13 @@ def test_interrupted_session_is_stored_and_keeps_exit_status(pytester: pytest.Py
     rows = store_rows(pytester.path / DB, "SELECT tests, exit_status FROM p3m_runs")
     assert rows[0][1] == 2
     assert "test_int.py::test_first" in results(pytester.path / DB)
+
+
+def test_a_gate_that_fails_the_session_says_so_in_the_last_line(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_one="def test_one(): pass")
+    result = pytester.runpytest("--p3monitor", "--p3monitor-fail-on", "tests > 0")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*= 1 passed, 1 failed gate in *"])
+    ok = pytester.runpytest("--p3monitor", "--p3monitor-fail-on", "tests > 5")
+    assert ok.ret == pytest.ExitCode.OK
+    ok.stdout.no_fnmatch_line("*failed gate*")

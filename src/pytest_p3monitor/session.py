@@ -44,6 +44,21 @@ def _resolve_path(s: Setting, config: pytest.Config) -> str | None:
     return str(path)
 
 
+class GateFailure:
+    """An entry of pytest's terminal statistics for a crossed fail rule.
+
+    Report-like (plugins such as hypothesis read every entry's ``__dict__``), not a test.
+    """
+
+    nodeid = ""
+    when = "session"
+    outcome = "failed gate"
+    longrepr = None
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
 class MonitorSession:
     """State and hooks of one monitored session (see the module docstring)."""
 
@@ -57,6 +72,8 @@ class MonitorSession:
         self.gate_failures: list[str] = []
         self.report: dict[str, Any] = {}
         self.stored_in: str | None = None
+        #: True when a crossed fail rule turned an otherwise passing session into a failure
+        self.gate_failed_session = False
         self._warned: set[str] = set()
         self._store: Store | None = None
         self._store_failed = False
@@ -147,6 +164,7 @@ class MonitorSession:
         )
         if self.gate_failures and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            self.gate_failed_session = True
         self.run.exit_status = int(session.exitstatus)
         report["run"]["exit_status"] = self.run.exit_status
         self.guarded("storing the run", lambda: self._save(records, report))
@@ -218,5 +236,13 @@ class MonitorSession:
             self.config.hook.pytest_p3monitor_terminal_summary(
                 monitor=self, report=self.report, terminalreporter=terminalreporter
             )
+            if self.gate_failed_session:
+                # Shown in pytest's last line ("4 passed, 1 failed gate in 2s"), so the line
+                # that ends a session with exit status 1 says why.
+                n = len(self.gate_failures)
+                key = "failed gate" if n == 1 else "failed gates"
+                terminalreporter.stats.setdefault(key, []).extend(
+                    GateFailure(line) for line in self.gate_failures
+                )
         except Exception as exc:  # never raise out of the terminal summary
             terminalreporter.write_line(f"p3monitor: summary failed: {exc}", yellow=True)
