@@ -596,6 +596,35 @@ def test_server_stopping_mid_session_keeps_the_run_until_it_is_back(
     store.close()
 
 
+@needs_postgres
+def test_export_flush_stores_a_kept_run_once_the_server_is_back(
+    pytester: pytest.Pytester,
+    postgres_server: PostgresServer,
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pytest_p3monitor.cli import main
+
+    postgres_server.stop()
+    try:
+        run_session(pytester, postgres_url)
+    finally:
+        postgres_server.start()
+    (kept,) = kept_runs(pytester)
+    monkeypatch.chdir(pytester.path)
+    assert main(["export", "--flush", "--db", postgres_url]) == 0
+    assert kept_runs(pytester) == []
+    store = open_store(postgres_url, create=False)
+    assert isinstance(store, SQLStore)
+    (row,) = store.recent_runs()
+    assert row.run.run_id == kept.stem
+    assert sorted((t.nodeid, t.outcome) for t in store.run_tests(row.run_seq)) == [
+        ("test_suite.py::test_bad", "failed"),
+        ("test_suite.py::test_ok", "passed"),
+    ]
+    store.close()
+
+
 # -- properties -----------------------------------------------------------------------------
 
 
