@@ -171,7 +171,7 @@ class TestMeter:
             READ_BYTES: (usage.ru_inblock - before.ru_inblock) * 512,
             WRITE_BYTES: (usage.ru_oublock - before.ru_oublock) * 512,
         }
-        peak: int | None = usage.ru_maxrss * _MAXRSS_UNIT
+        peak: int | None = usage.ru_maxrss * _MAXRSS_UNIT or None
         if self.reset_works and self._stale and usage.ru_maxrss <= before.ru_maxrss:
             with contextlib.suppress(OSError):
                 peak = _parse_hwm(os.pread(self._status_fd, 4096, 0)) or peak
@@ -186,7 +186,7 @@ class TestMeter:
 
 def _getrusage() -> Any:
     if resource is None:  # pragma: no cover - Windows
-        return _NoUsage
+        return _NoUsage()
     return resource.getrusage(resource.RUSAGE_SELF)
 
 

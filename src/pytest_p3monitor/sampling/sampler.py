@@ -123,7 +123,10 @@ class Sampler:
             if tree is not None:
                 sample = tree.sample(t)
                 if sample is not None:
-                    self._emit({"kind": "proc", **asdict(sample), "late_ms": late_ms})
+                    record: dict[str, Any] = {"kind": "proc", **asdict(sample)}
+                    if not final:  # the final sample is taken when stopped, not on schedule
+                        record["late_ms"] = late_ms
+                    self._emit(record)
             if cgroup is not None:
                 reading = cgroup.read()
                 mono = time.monotonic()
