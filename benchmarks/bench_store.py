@@ -425,11 +425,11 @@ def main() -> int:
     args = parser.parse_args()
 
     h = History(args.tests, args.runs)
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; "
+          f"interpreter + import start-up of the command: {startup_time(3):.3f} s")  # fmt: skip
     work = Path(tempfile.mkdtemp(prefix="p3monitor-bench-"))
     server_dir: Path | None = None
     results: dict[str, dict[str, Any]] = {}
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; "
-          f"interpreter + import start-up of the command: {startup_time(3):.3f} s")  # fmt: skip
     try:
         if args.backend in ("both", "sqlite"):
             results["sqlite"] = bench("sqlite", str(work / "results.db"), h, args)
