@@ -110,3 +110,11 @@ def test_save_10k_run_is_fast(store: Store) -> None:
     store.save_run(RunInfo(run_id="big", started_at=1.0), tests, {})
     assert time.perf_counter() - t0 < 5
     assert store.recent_runs()[0].tests == 10_000
+
+
+def test_text_no_backend_can_encode_is_cleaned_not_lost(store: Store) -> None:
+    bad = TestRecord(nodeid="t.py::test[\udcff]", outcome="failed", message="nul\x00 and \udcff")
+    store.save_run(RunInfo(run_id="odd", started_at=1.0), [bad], {})
+    ((nodeid, rows),) = list(store.histories())
+    assert nodeid == "t.py::test[?]"
+    assert rows[0].message == "nul\ufffd and ?"

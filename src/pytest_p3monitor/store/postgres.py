@@ -35,6 +35,7 @@ from . import redact_url
 from .base import SchemaTooNew, StoreCorrupt, StoreError, StoreUnavailable
 from .schema import SCHEMA_VERSION, statements
 from .sql import MAX_WINDOW, SQLStore, run_counts
+from .sql import clean_text as _text
 
 T = TypeVar("T")
 
@@ -88,19 +89,6 @@ _RESULTS_INSERT = (
     " l.reruns, l.worker, l.message, l.figures"
     " FROM p3m_load l JOIN p3m_tests t ON t.nodeid = l.nodeid"
 )
-
-
-def _text(value: str | None) -> str | None:
-    """A string PostgreSQL accepts: no NUL characters, no lone surrogates."""
-    if value is None or (value.isascii() and "\x00" not in value):
-        return value
-    if "\x00" in value:
-        value = value.replace("\x00", "\ufffd")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        value = value.encode("utf-8", "replace").decode("utf-8")
-    return value
 
 
 #: json.dumps with the same separators builds a new encoder per call; this one is reused.

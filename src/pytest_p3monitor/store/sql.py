@@ -41,6 +41,20 @@ def run_counts(tests: Sequence[TestRecord]) -> dict[str, int]:
     }
 
 
+def clean_text(value: str | None) -> str | None:
+    """A string every backend accepts: no NUL characters, no lone surrogates (which a
+    parametrize id or a failure message can carry)."""
+    if value is None or (value.isascii() and "\x00" not in value):
+        return value
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
 def _json_or_none(value: dict[str, float]) -> str | None:
     return json.dumps(value, separators=(",", ":")) if value else None
 
@@ -80,18 +94,18 @@ class SQLStore(Store):
                     " VALUES (" + ", ".join(["?"] * 24) + ")"
                 ),
                 (
-                    run.run_id,
+                    clean_text(run.run_id),
                     run.started_at,
                     run.finished_at,
-                    run.commit,
-                    run.branch,
-                    run.ci.provider,
-                    run.ci.run_id,
-                    run.ci.job,
-                    run.ci.url,
-                    run.hostname,
-                    run.python,
-                    run.pytest,
+                    clean_text(run.commit),
+                    clean_text(run.branch),
+                    clean_text(run.ci.provider),
+                    clean_text(run.ci.run_id),
+                    clean_text(run.ci.job),
+                    clean_text(run.ci.url),
+                    clean_text(run.hostname),
+                    clean_text(run.python),
+                    clean_text(run.pytest),
                     run.workers,
                     run.exit_status,
                     counts["tests"],
@@ -118,7 +132,7 @@ class SQLStore(Store):
                 ),
                 [
                     (
-                        t.nodeid,
+                        clean_text(t.nodeid),
                         seq,
                         t.outcome,
                         t.setup_s,
@@ -127,8 +141,8 @@ class SQLStore(Store):
                         t.start,
                         t.stop,
                         t.reruns,
-                        t.worker,
-                        t.message,
+                        clean_text(t.worker),
+                        clean_text(t.message),
                         _json_or_none(t.figures),
                     )
                     for t in tests
@@ -142,7 +156,7 @@ class SQLStore(Store):
                 "INSERT INTO p3m_tests (nodeid, file, line) VALUES (?, ?, ?)"
                 " ON CONFLICT (nodeid) DO NOTHING"
             ),
-            [(t.nodeid, t.file, t.line) for t in tests],
+            [(clean_text(t.nodeid), clean_text(t.file), t.line) for t in tests],
         )
 
     def prune(self, older_than: float) -> int:
