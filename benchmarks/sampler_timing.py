@@ -49,10 +49,10 @@ def spin(seconds: float) -> int:
     return rounds
 
 
-def gap_stats(times: list[float], prefix: str) -> dict[str, float]:
-    gaps = sorted((b - a) * 1000 for a, b in itertools.pairwise(times))
-    if not gaps:
-        return {}
+def gap_stats(times: list[float], prefix: str, window_s: float) -> dict[str, float]:
+    """Intervals between samples; fewer than two samples in the window count as one
+    interval as long as the window (a lower bound of the real one)."""
+    gaps = sorted((b - a) * 1000 for a, b in itertools.pairwise(times)) or [window_s * 1000]
     return {
         f"{prefix}median_ms": statistics.median(gaps),
         f"{prefix}p90_ms": gaps[int(0.9 * (len(gaps) - 1))],
@@ -82,17 +82,17 @@ def run(mode: str | None, interval: float, seconds: float, containers: str) -> d
         begin = end - seconds
         # only the samples taken while the main thread was busy
         times = [r["t"] for r in records if r.get("kind") == "proc" and begin <= r["t"] <= end]
-        result.update(gap_stats(times, ""))
-        late = [r["late_ms"] for r in records if r.get("kind") == "proc" and begin <= r["t"]]
+        result.update(gap_stats(times, "", seconds))
+        late = [r["late_ms"] for r in records if "late_ms" in r and begin <= r["t"] <= end]
         if late:
             result["late_median_ms"] = statistics.median(late)
         per_container: dict[str, list[float]] = {}
         for r in records:
             if r.get("kind") == "container" and begin <= r["t"] <= end:
                 per_container.setdefault(r["id"], []).append(r["t"])
-        for times in per_container.values():
-            result.update(gap_stats(times, "c_"))
-            break
+        first = next(iter(per_container.values()), [])
+        if containers:
+            result.update(gap_stats(first, "c_", seconds))
     return result
 
 
