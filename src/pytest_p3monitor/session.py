@@ -237,10 +237,11 @@ class MonitorSession:
                 monitor=self, report=self.report, terminalreporter=terminalreporter
             )
             if self.gate_failed_session:
-                # Shown in pytest's last line ("4 passed, 1 failed gate in 2s"), so the line
-                # that ends a session with exit status 1 says why.
+                # Shown in pytest's last line, "4 passed, 1 gate failed in 2s", so the line
+                # that ends a session with exit status 1 says why. (Worded so that tools
+                # parsing that line read "1 gate", never "1 failed".)
                 n = len(self.gate_failures)
-                key = "failed gate" if n == 1 else "failed gates"
+                key = "gate failed" if n == 1 else "gates failed"
                 terminalreporter.stats.setdefault(key, []).extend(
                     GateFailure(line) for line in self.gate_failures
                 )
