@@ -417,6 +417,24 @@ def test_container_sampler_cpu_from_two_samples_and_gone_once() -> None:
     assert len(warnings) == 1  # it matched something
 
 
+def test_container_sampler_one_bad_stats_read_is_no_news() -> None:
+    """Engines answer an empty body for a container that is starting: no warning."""
+    sampler, api, warnings = _sampler(containers.parse_selection(["all"]))
+    api.listed = [{"Id": "a" * 64, "Names": ["/web"]}]
+    empty_body = ValueError("Expecting value: line 1 column 1 (char 0)")
+    api.stats_by_id = {"a" * 64: empty_body}
+    for _ in range(containers.STATS_FAILURES_WARNED - 1):
+        assert sampler.sample() == []
+    api.stats_by_id = {"a" * 64: V1_STATS}
+    assert len(sampler.sample()) == 1
+    assert warnings == []
+    api.stats_by_id = {"a" * 64: empty_body}
+    for _ in range(containers.STATS_FAILURES_WARNED + 2):
+        sampler.sample()
+    assert len(warnings) == 1
+    assert "reading stats of container web failed: Expecting value" in warnings[0]
+
+
 def test_container_sampler_no_match_warns_at_finish() -> None:
     sampler, _, warnings = _sampler(containers.parse_selection(["name=nothing-like-this"]))
     for _ in range(3):

@@ -29,6 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 #: ``docker ps --filter`` keys the Engine API accepts for listing containers.
+#: Failed stats reads in a row after which a container is warned about.
+STATS_FAILURES_WARNED = 3
+
 FILTER_KEYS = frozenset(
     {
         "ancestor",
@@ -229,6 +232,7 @@ class ContainerSampler:
         self._timeout = timeout
         self._api: Any = None
         self._prev: dict[str, tuple[int, float]] = {}
+        self._failures: dict[str, int] = {}  # container id -> stats reads failed in a row
         self._warned: set[str] = set()
         self.matched: set[str] = set()
         self.enabled = selection.mode != "none"
@@ -311,8 +315,13 @@ class ContainerSampler:
             try:
                 stats = self._api.stats(container_id, stream=False, one_shot=True)
             except Exception as exc:
-                self._gone(entry, exc)
+                # An engine answers an empty body for a container that is starting or
+                # stopping: one failed read is no news, a container that keeps failing is.
+                failures = self._failures[container_id] = self._failures.get(container_id, 0) + 1
+                if failures >= STATS_FAILURES_WARNED or _status(exc) in (404, 409):
+                    self._gone(entry, exc)
                 continue
+            self._failures.pop(container_id, None)
             now_mono = time.monotonic()
             t = time.time()
             if not isinstance(stats, Mapping) or not stats:
@@ -349,8 +358,7 @@ class ContainerSampler:
         return samples
 
     def _gone(self, entry: Mapping[str, Any], exc: BaseException) -> None:
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-        if status in (404, 409):
+        if _status(exc) in (404, 409):
             self._warn_once(
                 "gone",
                 f"container {_name(entry)} went away while it was being sampled; its figures "
@@ -416,6 +424,12 @@ def _check_reachable(base_url: str, timeout: float) -> None:
         port = parts.port or (2376 if parts.scheme == "https" else 2375)
         with socket.create_connection((parts.hostname or "localhost", port), timeout=timeout):
             return
+
+
+def _status(exc: BaseException) -> int | None:
+    """The HTTP status of a failed Docker API call, if it got that far."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    return status if isinstance(status, int) else None
 
 
 def _short(exc: BaseException) -> str:
