@@ -7,8 +7,10 @@ feature plugins fill the rest in the ``pytest_p3monitor_measure`` and
 
 from __future__ import annotations
 
-import datetime as _dt
+import functools
 import json
+import math
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,10 +29,23 @@ DEFAULT_WEIGHTS = {
 }
 
 
+@functools.lru_cache(maxsize=256)
+def _iso_second(whole: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+
+
 def iso(ts: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 in UTC with microseconds: ``2026-11-29T02:10:33.588352Z``.
+
+    Called twice per test, so the seconds part is cached: tests share their seconds.
+    """
     if ts is None:
         return None
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    whole = math.floor(ts)
+    micro = round((ts - whole) * 1e6)
+    if micro == 1_000_000:
+        whole, micro = whole + 1, 0
+    return f"{_iso_second(whole)}.{micro:06d}Z"
 
 
 def run_section(run: RunInfo) -> dict[str, Any]:

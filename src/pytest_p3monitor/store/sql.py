@@ -55,8 +55,12 @@ def clean_text(value: str | None) -> str | None:
     return value
 
 
+#: One encoder for every row (json.dumps with options builds a new one per call).
+_compact_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
 def _json_or_none(value: dict[str, float]) -> str | None:
-    return json.dumps(value, separators=(",", ":")) if value else None
+    return _compact_json(value) if value else None
 
 
 class SQLStore(Store):

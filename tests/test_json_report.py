@@ -1,0 +1,40 @@
+"""The report builder's pure parts."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_p3monitor.records import RunInfo, TestRecord
+from pytest_p3monitor.report.json_report import SCHEMA, build, iso
+
+
+@given(st.floats(min_value=0, max_value=4e9, allow_nan=False))
+def test_iso_matches_datetime(ts: float) -> None:
+    expected = dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert iso(ts) == expected
+
+
+def test_build_counts_and_slowest() -> None:
+    run = RunInfo(run_id="r", started_at=100.0, finished_at=110.0)
+    tests = [
+        TestRecord(nodeid="a", outcome="passed", call_s=3.0, start=101.0, stop=104.0),
+        TestRecord(nodeid="b", outcome="failed", call_s=1.0, start=101.5, stop=102.5),
+        TestRecord(nodeid="c", outcome="skipped", start=105.0, stop=105.0),
+        TestRecord(nodeid="d", outcome="xfailed", call_s=0.5, start=105.0, stop=106.0),
+    ]
+    report = build(run, tests)
+    assert report["schema"] == SCHEMA
+    perf = report["metrics"]["performance"]
+    assert perf["total_time_s"] == 10.0
+    assert perf["test_execution_time_s"] == 5.0  # first start to last stop
+    assert perf["tests_duration_sum_s"] == 4.5
+    assert [s["nodeid"] for s in perf["slowest"][:2]] == ["a", "b"]
+    rel = report["metrics"]["reliability"]
+    assert (rel["tests"], rel["passed"], rel["failed"], rel["skipped"], rel["xfailed"]) == (
+        4, 1, 1, 1, 1,
+    )  # fmt: skip
+    assert rel["success_rate"] == round(100 * 2 / 3, 4)
+    assert report["tests"][0]["start"] == "1970-01-01T00:01:41.000000Z"
