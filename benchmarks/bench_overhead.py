@@ -10,7 +10,7 @@ per-round ratios to bare pytest. Variants:
   json-report  pytest --json-report (pytest-json-report), when installed
   reportlog    pytest --report-log (pytest-reportlog), when installed
 
-    python benchmarks/bench_overhead.py [--tests 5000] [--rounds 9]
+    python benchmarks/bench_overhead.py [--tests 5000] [--rounds 15] [--variants p3monitor,...]
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ def run_once(work: Path, extra: list[str]) -> tuple[float, int]:
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra, "test_bench.py"]
     env = dict(os.environ)
     env.pop("P3MONITOR_DB", None)
+    # Bytecode caches on, as on a developer's machine or a CI runner with a warm venv.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, env=env)
     _, status, rusage = os.wait4(proc.pid, 0)
@@ -67,13 +69,21 @@ def run_once(work: Path, extra: list[str]) -> tuple[float, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--tests", type=int, default=5000)
-    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument(
+        "--variants",
+        default="",
+        help="comma-separated subset of the variants to run (bare is always run)",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="p3m-bench-") as tmp:
         work = Path(tmp)
         (work / "test_bench.py").write_text(SUITE.format(n=args.tests))
         (work / "pytest.ini").write_text("[pytest]\n")
         names = variants(work)
+        if args.variants:
+            wanted = {"bare", *args.variants.split(",")}
+            names = {k: v for k, v in names.items() if k in wanted}
         for extra in names.values():  # warm up: bytecode caches, the store's schema
             run_once(work, extra)
         walls: dict[str, list[float]] = {k: [] for k in names}

@@ -219,9 +219,9 @@ class History:
         return run, records
 
     def results(self) -> Iterator[tuple[int, int, tuple[Any, ...]]]:
-        """(test index, run index, result row), in primary-key order (test, then run)."""
-        for t in range(len(self.nodeids)):
-            for r in range(len(self.runs)):
+        """(test index, run index, result row), in primary-key order (run, then test)."""
+        for r in range(len(self.runs)):
+            for t in range(len(self.nodeids)):
                 yield t, r, self.result_row(t, r)
 
 
@@ -269,7 +269,7 @@ def load_sqlite(path: Path, h: History) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA synchronous = OFF")
     conn.execute("BEGIN")
-    conn.execute("DROP INDEX p3m_results_run")
+    conn.execute("DROP INDEX p3m_results_test")
     conn.executemany(
         f"INSERT INTO p3m_runs ({RUN_INSERT_COLUMNS}) VALUES ({', '.join(['?'] * 24)})",
         run_rows(h),
@@ -285,7 +285,7 @@ def load_sqlite(path: Path, h: History) -> None:
         f"INSERT INTO p3m_results ({RESULT_COLUMNS}) VALUES ({', '.join(['?'] * 12)})",
         ((test_ids[t], seqs[r], *row) for t, r, row in h.results()),
     )
-    conn.execute("CREATE INDEX p3m_results_run ON p3m_results (run)")
+    conn.execute("CREATE INDEX p3m_results_test ON p3m_results (test, run)")
     conn.execute("COMMIT")
     conn.execute("ANALYZE")
     conn.close()
@@ -303,7 +303,7 @@ def load_postgres(url: str, h: History) -> None:
             "ALTER TABLE p3m_results DROP CONSTRAINT p3m_results_test_fkey,"
             " DROP CONSTRAINT p3m_results_run_fkey"
         )
-        cur.execute("DROP INDEX p3m_results_run")
+        cur.execute("DROP INDEX p3m_results_test")
         cur.executemany(
             f"INSERT INTO p3m_runs ({RUN_INSERT_COLUMNS}) VALUES ({', '.join(['%s'] * 24)})",
             run_rows(h),
@@ -319,7 +319,7 @@ def load_postgres(url: str, h: History) -> None:
         with cur.copy(f"COPY p3m_results ({RESULT_COLUMNS}) FROM STDIN") as copy:
             for t, r, row in h.results():
                 copy.write_row((test_ids[t], seqs[r], *row))
-        cur.execute("CREATE INDEX p3m_results_run ON p3m_results (run)")
+        cur.execute("CREATE INDEX p3m_results_test ON p3m_results (test, run)")
         cur.execute(
             "ALTER TABLE p3m_results"
             " ADD CONSTRAINT p3m_results_test_fkey FOREIGN KEY (test) REFERENCES p3m_tests (id),"

@@ -262,7 +262,7 @@ def test_new_database_gets_the_schema(postgres_url: str) -> None:
         version = conn.execute("SELECT value FROM p3m_meta WHERE key = 'schema_version'")
         assert version.fetchone() == (str(SCHEMA_VERSION),)
         indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes")}
-    assert {"p3m_runs_started", "p3m_runs_branch", "p3m_results_run"} <= indexes
+    assert {"p3m_runs_started", "p3m_runs_branch", "p3m_results_test"} <= indexes
 
 
 @needs_postgres

@@ -86,7 +86,7 @@ def test_new_store_has_schema_version_and_wal(tmp_path: Path) -> None:
     assert conn.execute("SELECT value FROM p3m_meta").fetchone() == (str(SCHEMA_VERSION),)
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    assert {"p3m_runs_started", "p3m_runs_branch", "p3m_results_run"} <= indexes
+    assert {"p3m_runs_started", "p3m_runs_branch", "p3m_results_test"} <= indexes
 
 
 def test_read_only_open_never_creates(tmp_path: Path) -> None:

@@ -80,9 +80,12 @@ MIGRATIONS: list[list[str]] = [
             worker TEXT,
             message TEXT,
             figures TEXT,
-            PRIMARY KEY (test, run)
+            PRIMARY KEY (run, test)
         ){without_rowid}""",
-        "CREATE INDEX p3m_results_run ON p3m_results (run)",
+        # Results are kept in run order: a session appends its run's rows at the end of
+        # the table (one 10,000-test run touches a few hundred pages, not 10,000), and a
+        # window of recent runs is one range. One test's history comes from this index.
+        "CREATE INDEX p3m_results_test ON p3m_results (test, run)",
     ],
     [
         # The few results that can make a test flaky, failing or regressed: `p3monitor
