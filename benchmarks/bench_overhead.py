@@ -49,8 +49,8 @@ def variants(work: Path) -> dict[str, list[str]]:
     return out
 
 
-def run_once(work: Path, extra: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of one pytest process."""
+def run_once(work: Path, extra: list[str]) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (with the processes it started) and peak RSS (bytes)."""
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra, "test_bench.py"]
     env = dict(os.environ)
     env.pop("P3MONITOR_DB", None)
@@ -63,7 +63,7 @@ def run_once(work: Path, extra: list[str]) -> tuple[float, int]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"pytest failed ({proc.returncode}): {' '.join(cmd)}")
-    return wall, rusage.ru_maxrss * 1024
+    return wall, rusage.ru_utime + rusage.ru_stime, rusage.ru_maxrss * 1024
 
 
 def main() -> None:
@@ -87,26 +87,34 @@ def main() -> None:
         for extra in names.values():  # warm up: bytecode caches, the store's schema
             run_once(work, extra)
         walls: dict[str, list[float]] = {k: [] for k in names}
+        cpus: dict[str, list[float]] = {k: [] for k in names}
         rss: dict[str, list[int]] = {k: [] for k in names}
         order = list(names)
         for r in range(args.rounds):
             rotated = order[r % len(order) :] + order[: r % len(order)]
             for name in rotated:
-                wall, peak = run_once(work, names[name])
+                wall, cpu, peak = run_once(work, names[name])
                 walls[name].append(wall)
+                cpus[name].append(cpu)
                 rss[name].append(peak)
     print(f"{args.tests} trivial tests, {args.rounds} rounds, variants alternating each round")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
-    print(f"{'variant':<12} {'median s':>9} {'ratio':>7} {'peak RSS MiB':>13} {'+MiB':>6}")
+    print(
+        f"{'variant':<12} {'median s':>9} {'ratio':>7} {'CPU s':>7} {'CPU ratio':>10}"
+        f" {'peak RSS MiB':>13} {'+MiB':>6}"
+    )
     bare_rss = statistics.median(rss["bare"])
     for name in names:
-        ratios = [w / b for w, b in zip(walls[name], walls["bare"], strict=False)]
+        ratios = [w / b for w, b in zip(walls[name], walls["bare"], strict=True)]
+        cpu_ratios = [c / b for c, b in zip(cpus[name], cpus["bare"], strict=True)]
         med_rss = statistics.median(rss[name])
         print(
             f"{name:<12} {statistics.median(walls[name]):>9.3f} {statistics.median(ratios):>7.3f}"
+            f" {statistics.median(cpus[name]):>7.3f} {statistics.median(cpu_ratios):>10.3f}"
             f" {med_rss / 2**20:>13.1f} {(med_rss - bare_rss) / 2**20:>6.1f}"
         )
-    print("ratio = median over rounds of (variant wall / bare wall in the same round)")
+    print("ratio = median over rounds of (variant / bare in the same round); CPU includes the")
+    print("processes a variant starts (p3monitor's sampler); peak RSS is the pytest process's")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,9 @@ def test_every_option_in_the_readme_exists(pytestconfig: pytest.Config) -> None:
         for opt in group.options:
             known.update(opt.names())
     assert mentioned - known == set()
-    ini_mentioned = set(re.findall(r"\bp3monitor_[a-z_]+\b", text))
+    options = text.split("## Options", 1)[1].split("\n## ", 1)[0]
+    ini_mentioned = set(re.findall(r"`(p3monitor_[a-z_]+)`", options))
+    ini_mentioned |= set(re.findall(r"^(p3monitor_[a-z_]+) =", text, flags=re.M))
     ini_known = set(pytestconfig._parser._inidict)
+    assert ini_mentioned
     assert ini_mentioned - ini_known == set()
