@@ -368,7 +368,7 @@ def test_duration_regression_and_anomaly(
 
 def test_flaky_rules_count_a_rerun_pass(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
-        test_flaky="""
+        test_flips_once="""
         from pathlib import Path
 
         def test_flips(tmp_path_factory):

@@ -136,7 +136,7 @@ def test_junitxml_keeps_record_property(pytester: pytest.Pytester) -> None:
 
 def test_junitxml_counts_reruns(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
-        test_flaky="""
+        test_flips_once="""
         import pathlib
 
         def test_flaky():
