@@ -113,10 +113,13 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str
         return "\n".join(lines)
     widths = [len(h) for h in headers]
     for row in text_rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     out.append("  ".join("-" * w for w in widths))
-    out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in text_rows]
+    out += [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in text_rows
+    ]
     return "\n".join(out)
 
 
