@@ -56,9 +56,12 @@ class RunInfo:
         return cls(**values)
 
 
-@dataclass
+@dataclass(slots=True)
 class TestRecord:
-    """One test item in one run. Reruns and subtests are counted here, never duplicated."""
+    """One test item in one run. Reruns and subtests are counted here, never duplicated.
+
+    Slotted: a session keeps one per test until it ends.
+    """
 
     __test__ = False  # not a test class, despite the name
 
