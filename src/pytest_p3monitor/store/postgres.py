@@ -30,11 +30,11 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
-from ..records import HistoryRow, RunInfo, RunRow, TestRecord, execution_time_s
+from ..records import HistoryRow, RunInfo, RunRow, TestRecord
 from . import redact_url
 from .base import SchemaTooNew, StoreCorrupt, StoreError, StoreUnavailable
 from .schema import SCHEMA_VERSION, statements
-from .sql import MAX_WINDOW, SQLStore, run_counts
+from .sql import MAX_WINDOW, SQLStore, batched_rows, group_histories, run_params
 from .sql import clean_text as _text
 
 T = TypeVar("T")
@@ -312,35 +312,9 @@ class PostgresStore(SQLStore):
     def _save_once(
         self, run: RunInfo, tests: Sequence[TestRecord], metrics: dict[str, Any]
     ) -> None:
-        counts = run_counts(tests)
-        run_params = (
-            _text(run.run_id),
-            run.started_at,
-            run.finished_at,
-            _text(run.commit),
-            _text(run.branch),
-            _text(run.ci.provider),
-            _text(run.ci.run_id),
-            _text(run.ci.job),
-            _text(run.ci.url),
-            _text(run.hostname),
-            _text(run.python),
-            _text(run.pytest),
-            run.workers,
-            run.exit_status,
-            counts["tests"],
-            counts["passed"],
-            counts["failed"],
-            counts["errors"],
-            counts["skipped"],
-            counts["xfailed"],
-            counts["xpassed"],
-            counts["reruns"],
-            execution_time_s(tests),
-            _text(_dumps(metrics)),
-        )
+        params = run_params(run, tests, _dumps(metrics))
         with self.conn.transaction(), self.conn.cursor() as cur:
-            cur.execute(_RUN_INSERT, run_params)
+            cur.execute(_RUN_INSERT, params)
             row = cur.fetchone()
             if row is None:
                 return  # already stored: saving is idempotent per run id
@@ -498,17 +472,7 @@ class PostgresStore(SQLStore):
             stream = conn.cursor(name=f"p3m_stream_{next(self._cursor_ids)}")
             self._streams.append(stream)
             stream.execute(sql, args)
-            current: str | None = None
-            rows: list[HistoryRow] = []
-            while batch := stream.fetchmany(5000):
-                for r in batch:
-                    if r[0] != current:
-                        if current is not None:
-                            yield current, rows
-                        current, rows = r[0], []
-                    rows.append(HistoryRow(*r[1:]))
-            if current is not None:
-                yield current, rows
+            yield from group_histories(batched_rows(stream))
 
     def close(self) -> None:
         self.conn.close()

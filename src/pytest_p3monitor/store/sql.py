@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import json
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -55,6 +55,57 @@ def clean_text(value: str | None) -> str | None:
     return value
 
 
+def batched_rows(cur: Any, size: int = 5000) -> Iterator[Sequence[Any]]:
+    """Every row of an executed cursor, fetched ``size`` at a time."""
+    while batch := cur.fetchmany(size):
+        yield from batch
+
+
+def group_histories(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[str, list[HistoryRow]]]:
+    """Rows of ``(nodeid, *HistoryRow fields)`` ordered by test, as ``(nodeid, rows)`` pairs."""
+    current: str | None = None
+    found: list[HistoryRow] = []
+    for r in rows:
+        if r[0] != current:
+            if current is not None:
+                yield current, found
+            current, found = r[0], []
+        found.append(HistoryRow(*r[1:]))
+    if current is not None:
+        yield current, found
+
+
+def run_params(run: RunInfo, tests: Sequence[TestRecord], metrics_json: str) -> tuple[Any, ...]:
+    """The values of a ``p3m_runs`` row, in the column order of every backend's insert."""
+    counts = run_counts(tests)
+    return (
+        clean_text(run.run_id),
+        run.started_at,
+        run.finished_at,
+        clean_text(run.commit),
+        clean_text(run.branch),
+        clean_text(run.ci.provider),
+        clean_text(run.ci.run_id),
+        clean_text(run.ci.job),
+        clean_text(run.ci.url),
+        clean_text(run.hostname),
+        clean_text(run.python),
+        clean_text(run.pytest),
+        run.workers,
+        run.exit_status,
+        counts["tests"],
+        counts["passed"],
+        counts["failed"],
+        counts["errors"],
+        counts["skipped"],
+        counts["xfailed"],
+        counts["xpassed"],
+        counts["reruns"],
+        execution_time_s(tests),
+        clean_text(metrics_json),
+    )
+
+
 #: One encoder for every row (json.dumps with options builds a new one per call).
 _compact_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
@@ -83,8 +134,6 @@ class SQLStore(Store):
 
     # -- writing ---------------------------------------------------------------------------
     def save_run(self, run: RunInfo, tests: Sequence[TestRecord], metrics: dict[str, Any]) -> None:
-        counts = run_counts(tests)
-        exec_time = execution_time_s(tests)
         with self.write_transaction() as cur:
             cur.execute(self.q("SELECT 1 FROM p3m_runs WHERE run_id = ?"), (run.run_id,))
             if cur.fetchone() is not None:
@@ -97,32 +146,7 @@ class SQLStore(Store):
                     " reruns, test_execution_time_s, metrics)"
                     " VALUES (" + ", ".join(["?"] * 24) + ")"
                 ),
-                (
-                    clean_text(run.run_id),
-                    run.started_at,
-                    run.finished_at,
-                    clean_text(run.commit),
-                    clean_text(run.branch),
-                    clean_text(run.ci.provider),
-                    clean_text(run.ci.run_id),
-                    clean_text(run.ci.job),
-                    clean_text(run.ci.url),
-                    clean_text(run.hostname),
-                    clean_text(run.python),
-                    clean_text(run.pytest),
-                    run.workers,
-                    run.exit_status,
-                    counts["tests"],
-                    counts["passed"],
-                    counts["failed"],
-                    counts["errors"],
-                    counts["skipped"],
-                    counts["xfailed"],
-                    counts["xpassed"],
-                    counts["reruns"],
-                    exec_time,
-                    json.dumps(metrics, separators=(",", ":"), default=str),
-                ),
+                run_params(run, tests, _compact_json(metrics)),
             )
             cur.execute(self.q("SELECT seq FROM p3m_runs WHERE run_id = ?"), (run.run_id,))
             seq = cur.fetchone()[0]
@@ -357,17 +381,4 @@ class SQLStore(Store):
         sql += " ORDER BY r.test, r.run"
         cur = self._stream_cursor()
         cur.execute(self.q(sql), params)
-        current: str | None = None
-        rows: list[HistoryRow] = []
-        while True:
-            batch = cur.fetchmany(5000)
-            if not batch:
-                break
-            for r in batch:
-                if r[0] != current:
-                    if current is not None:
-                        yield current, rows
-                    current, rows = r[0], []
-                rows.append(HistoryRow(*r[1:]))
-        if current is not None:
-            yield current, rows
+        yield from group_histories(batched_rows(cur))

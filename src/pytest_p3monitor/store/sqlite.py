@@ -22,7 +22,7 @@ from ..fsutil import make_dir_with_gitignore
 from ..records import HistoryRow
 from .base import SchemaTooNew, StoreCorrupt, StoreUnavailable
 from .schema import SCHEMA_VERSION, statements
-from .sql import MAX_WINDOW, SQLStore
+from .sql import MAX_WINDOW, SQLStore, group_histories
 
 #: failing_histories scans the whole results table while the store holds fewer than this
 #: many windows of runs, and goes through the run index beyond.
@@ -213,16 +213,7 @@ class SQLiteStore(SQLStore):
             inner.append(branch)
         sql += f" AND r.test IN ({picked}) ORDER BY r.test, r.run"
         cur.execute(sql, (*outer, *inner))
-        current: str | None = None
-        rows: list[HistoryRow] = []
-        for r in cur:
-            if r[0] != current:
-                if current is not None:
-                    yield current, rows
-                current, rows = r[0], []
-            rows.append(HistoryRow(*r[1:]))
-        if current is not None:
-            yield current, rows
+        yield from group_histories(cur)
 
     def close(self) -> None:
         self.conn.close()
