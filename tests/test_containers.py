@@ -109,7 +109,7 @@ def test_containers_started_by_fixtures_are_discovered_with_their_figures(
             time.sleep(0.3)
 
         def test_with_hogs(hogs):
-            time.sleep(3.0)
+            time.sleep(5.0)  # ~10 container samples: at least 3 even on a loaded runner
         """
     )
     result, report = _run(
