@@ -440,14 +440,8 @@ class PostgresStore(SQLStore):
         window = min(window, MAX_WINDOW)
         with self._errors(), self._reader() as conn:
             cur = conn.cursor()
-            run_sql = "SELECT seq FROM p3m_runs"
-            params: list[Any] = []
-            if branch is not None:
-                run_sql += " WHERE branch = %s"
-                params.append(branch)
-            cur.execute(run_sql + " ORDER BY seq DESC LIMIT 1 OFFSET %s", (*params, window - 1))
-            first = cur.fetchone()
-            cutoff = first[0] if first else 0
+            cutoff = self.window_start(cur, window, branch)
+            params: list[Any] = [] if branch is None else [branch]
             # p3m_results_failing (a partial index) holds exactly the results to pick from.
             pick = (
                 "SELECT DISTINCT f.test FROM p3m_results f WHERE f.run >= %s"

@@ -343,6 +343,17 @@ class SQLStore(Store):
         rows.reverse()
         return rows
 
+    def window_start(self, cur: Any, window: int, branch: str | None) -> int:
+        """The sequence number of the oldest of the last ``window`` runs (of ``branch``)."""
+        sql = "SELECT seq FROM p3m_runs"
+        params: list[Any] = []
+        if branch is not None:
+            sql += " WHERE branch = ?"
+            params.append(branch)
+        cur.execute(self.q(sql + " ORDER BY seq DESC LIMIT 1 OFFSET ?"), (*params, window - 1))
+        first = cur.fetchone()
+        return int(first[0]) if first else 0
+
     def histories(
         self,
         window: int = 100,
@@ -358,16 +369,7 @@ class SQLStore(Store):
         window = min(window, MAX_WINDOW)
         # The window is the last `window` runs (of the branch): every test seen in them,
         # with its results in those runs. One ordered scan, one test at a time.
-        cur = self.conn.cursor()
-        run_sql = "SELECT seq FROM p3m_runs"
-        run_params: list[Any] = []
-        if branch is not None:
-            run_sql += " WHERE branch = ?"
-            run_params.append(branch)
-        run_sql += " ORDER BY seq DESC LIMIT 1 OFFSET ?"
-        cur.execute(self.q(run_sql), (*run_params, window - 1))
-        first = cur.fetchone()
-        cutoff = first[0] if first else 0
+        cutoff = self.window_start(self.conn.cursor(), window, branch)
         sql = (
             "SELECT t.nodeid, r.run, ru.run_id, ru.started_at, ru.commit_sha, ru.branch,"
             " r.outcome, r.reruns, r.setup_s + r.call_s + r.teardown_s, r.message"

@@ -174,14 +174,7 @@ class SQLiteStore(SQLStore):
         # become HistoryRows: over 10,000 tests x 200 runs that is a few percent of them.
         window = min(window, MAX_WINDOW)
         cur = self.conn.cursor()
-        run_sql = "SELECT seq FROM p3m_runs"
-        params: list[Any] = []
-        if branch is not None:
-            run_sql += " WHERE branch = ?"
-            params.append(branch)
-        cur.execute(run_sql + " ORDER BY seq DESC LIMIT 1 OFFSET ?", (*params, window - 1))
-        first = cur.fetchone()
-        cutoff = first[0] if first else 0
+        cutoff = self.window_start(cur, window, branch)
         # With a partial index of the failing results (FAILING_INDEX) SQLite reads only
         # those. Without it, a window over much of the store is read fastest by one
         # sequential scan of the results (the unary + keeps SQLite off the run index, whose
