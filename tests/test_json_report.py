@@ -38,3 +38,13 @@ def test_build_counts_and_slowest() -> None:
     )  # fmt: skip
     assert rel["success_rate"] == round(100 * 2 / 3, 4)
     assert report["tests"][0]["start"] == "1970-01-01T00:01:41.000000Z"
+
+
+def test_fmt_bytes() -> None:
+    from pytest_p3monitor.report.terminal import fmt_bytes
+
+    assert fmt_bytes(None) == "n/a"
+    assert fmt_bytes(None, "") == ""
+    assert fmt_bytes(512) == "512 B"
+    assert fmt_bytes(48_000_000) == "45.8 MiB"
+    assert fmt_bytes(3 * 2**40) == "3072.0 GiB"

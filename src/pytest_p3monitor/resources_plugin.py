@@ -26,6 +26,7 @@ import pytest
 
 from .config import Setting, parse_with, positive_float, setting, setting_list
 from .phases import RECORDER_KEY, PhaseRecorder, summarize
+from .report.terminal import fmt_bytes
 from .sampling import summary
 from .sampling.containers import ContainerSelection, parse_selection
 from .sampling.pertest import RSS_PEAK, TestMeter
@@ -104,17 +105,6 @@ def container_selection(config: pytest.Config) -> ContainerSelection:
             f"p3monitor: {where} = {' '.join(values)!r} is not valid: {exc}; expected none, "
             "all, or Docker filters KEY=VALUE such as label=com.docker.compose.project=app"
         ) from None
-
-
-def _bytes(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(size) < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"  # pragma: no cover
 
 
 def _pct(value: float | None) -> str:
@@ -299,31 +289,31 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     if process.get("samples") or process.get("rss_bytes_peak") is not None:
         limit = process.get("memory_limit_bytes")
         of_limit = (
-            f" ({_pct(process.get('memory_percent_peak'))} of {_bytes(limit)})" if limit else ""
+            f" ({_pct(process.get('memory_percent_peak'))} of {fmt_bytes(limit)})" if limit else ""
         )
         lines.append(
             f"resources: pytest processes cpu peak {_pct(process.get('cpu_percent_peak'))}"
             f" mean {_pct(process.get('cpu_percent_mean'))},"
-            f" memory peak {_bytes(process.get('rss_bytes_peak'))}{of_limit}"
+            f" memory peak {fmt_bytes(process.get('rss_bytes_peak'))}{of_limit}"
         )
     cgroup = usage.get("cgroup")
     if cgroup:
         limit = cgroup.get("memory_limit_bytes")
-        of_limit = f" ({_pct(cgroup.get('memory_percent_peak'))} of limit {_bytes(limit)})"
+        of_limit = f" ({_pct(cgroup.get('memory_percent_peak'))} of limit {fmt_bytes(limit)})"
         lines.append(
             f"cgroup v{cgroup.get('version')}: cpu peak {_pct(cgroup.get('cpu_percent_peak'))},"
-            f" memory peak {_bytes(cgroup.get('memory_bytes_peak'))}"
+            f" memory peak {fmt_bytes(cgroup.get('memory_bytes_peak'))}"
             + (of_limit if limit else " (no limit)")
         )
     containers = usage.get("containers") or []
     for c in containers[:CONTAINERS_SHOWN]:
-        memory = _bytes(c.get("memory_bytes_peak"))
+        memory = fmt_bytes(c.get("memory_bytes_peak"))
         if c.get("memory_percent_peak") is not None:
             memory += f" ({_pct(c.get('memory_percent_peak'))} of limit)"
         lines.append(
             f"container {c.get('name')}: cpu peak {_pct(c.get('cpu_percent_peak'))}"
             f" mean {_pct(c.get('cpu_percent_mean'))}, memory peak {memory},"
-            f" net {_bytes(c.get('net_rx_bytes'))} in / {_bytes(c.get('net_tx_bytes'))} out"
+            f" net {fmt_bytes(c.get('net_rx_bytes'))} in / {fmt_bytes(c.get('net_tx_bytes'))} out"
         )
     if len(containers) > CONTAINERS_SHOWN:
         lines.append(
@@ -332,11 +322,11 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     disk = usage.get("disk") or {}
     if disk.get("free_bytes_start") is not None:
         text = (
-            f"disk: {_bytes(disk.get('free_bytes_start'))} free at start,"
-            f" {_bytes(disk.get('free_bytes_end'))} at end ({disk.get('path')})"
+            f"disk: {fmt_bytes(disk.get('free_bytes_start'))} free at start,"
+            f" {fmt_bytes(disk.get('free_bytes_end'))} at end ({disk.get('path')})"
         )
         if disk.get("engine_bytes_end") is not None:
-            text += f"; Docker engine uses {_bytes(disk.get('engine_bytes_end'))}"
+            text += f"; Docker engine uses {fmt_bytes(disk.get('engine_bytes_end'))}"
         lines.append(text)
     phases = (metrics.get("performance") or {}).get("phases") or {}
     if phases:

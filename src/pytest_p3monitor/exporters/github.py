@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..report.terminal import fmt_bytes
 from .figures import Location, SessionFigures, figures, is_critical, location_of, number
 
 __all__ = [
@@ -277,17 +278,6 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[object]], total: int) 
     return [*lines, ""]
 
 
-def _bytes(value: float | None) -> str:
-    if value is None:
-        return ""
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(size) < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"  # pragma: no cover - the loop returns at GiB
-
-
 def step_summary(report: Mapping[str, Any], max_bytes: int = SUMMARY_MAX_BYTES) -> str:
     """The Markdown job summary, at most ``max_bytes`` of UTF-8."""
     fig = figures(report)
@@ -367,7 +357,7 @@ def step_summary(report: Mapping[str, Any], max_bytes: int = SUMMARY_MAX_BYTES) 
             (
                 "test process",
                 f"{_fmt(fig.cpu_percent_peak, 1)} %" if fig.cpu_percent_peak is not None else "",
-                _bytes(fig.rss_bytes_peak),
+                fmt_bytes(fig.rss_bytes_peak, ""),
                 f"{_fmt(fig.memory_percent_peak, 1)} %"
                 if fig.memory_percent_peak is not None
                 else "",
@@ -379,7 +369,7 @@ def step_summary(report: Mapping[str, Any], max_bytes: int = SUMMARY_MAX_BYTES) 
             (
                 _code(c.get("name") or c.get("id") or "container"),
                 f"{_fmt(cpu, 1)} %" if cpu is not None else "",
-                _bytes(number(c.get("memory_bytes_peak"))),
+                fmt_bytes(number(c.get("memory_bytes_peak")), ""),
                 f"{_fmt(mem_pct, 1)} %" if mem_pct is not None else "",
             )
         )

@@ -20,6 +20,18 @@ def fmt_seconds(seconds: float) -> str:
     return f"{seconds / 60:.1f}m"
 
 
+def fmt_bytes(value: float | None, missing: str = "n/a") -> str:
+    """Bytes in binary units, e.g. ``512 B``, ``65.4 MiB``; ``missing`` when unknown."""
+    if value is None:
+        return missing
+    size = float(value)
+    for unit in ("B", "KiB", "MiB"):
+        if abs(size) < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
 def write_summary(monitor: MonitorSession, tr: pytest.TerminalReporter) -> None:
     report = monitor.report
     rel = report["metrics"]["reliability"]

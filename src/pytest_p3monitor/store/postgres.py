@@ -34,7 +34,14 @@ from ..records import HistoryRow, RunInfo, RunRow, TestRecord
 from . import redact_url
 from .base import SchemaTooNew, StoreCorrupt, StoreError, StoreUnavailable
 from .schema import SCHEMA_VERSION, statements
-from .sql import MAX_WINDOW, SQLStore, batched_rows, group_histories, run_params
+from .sql import (
+    MAX_WINDOW,
+    SQLStore,
+    batched_rows,
+    group_histories,
+    result_values,
+    run_params,
+)
 from .sql import clean_text as _text
 
 T = TypeVar("T")
@@ -325,23 +332,7 @@ class PostgresStore(SQLStore):
                 self._load_table_ready = True
             with cur.copy(_LOAD_COPY) as copy:
                 for t in tests:
-                    copy.write_row(
-                        (
-                            _text(t.nodeid),
-                            _text(t.file),
-                            t.line,
-                            t.outcome,
-                            t.setup_s,
-                            t.call_s,
-                            t.teardown_s,
-                            t.start,
-                            t.stop,
-                            t.reruns,
-                            _text(t.worker),
-                            _text(t.message),
-                            _text(_dumps(t.figures)) if t.figures else None,
-                        )
-                    )
+                    copy.write_row((_text(t.nodeid), _text(t.file), t.line, *result_values(t)))
             cur.execute(_TESTS_INSERT)
             cur.execute(_RESULTS_INSERT, (row[0],))
 

@@ -114,6 +114,22 @@ def _json_or_none(value: dict[str, float]) -> str | None:
     return _compact_json(value) if value else None
 
 
+def result_values(t: TestRecord) -> tuple[Any, ...]:
+    """A result's columns after its test and run (outcome ... figures), for every backend."""
+    return (
+        t.outcome,
+        t.setup_s,
+        t.call_s,
+        t.teardown_s,
+        t.start,
+        t.stop,
+        t.reruns,
+        clean_text(t.worker),
+        clean_text(t.message),
+        _json_or_none(t.figures),
+    )
+
+
 class SQLStore(Store):
     """Store logic over a DB-API 2 connection (``self.conn``)."""
 
@@ -158,23 +174,7 @@ class SQLStore(Store):
                     " VALUES ((SELECT id FROM p3m_tests WHERE nodeid = ?),"
                     " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 ),
-                [
-                    (
-                        clean_text(t.nodeid),
-                        seq,
-                        t.outcome,
-                        t.setup_s,
-                        t.call_s,
-                        t.teardown_s,
-                        t.start,
-                        t.stop,
-                        t.reruns,
-                        clean_text(t.worker),
-                        clean_text(t.message),
-                        _json_or_none(t.figures),
-                    )
-                    for t in tests
-                ],
+                [(clean_text(t.nodeid), seq, *result_values(t)) for t in tests],
             )
 
     def _insert_tests(self, cur: Any, tests: Sequence[TestRecord]) -> None:
