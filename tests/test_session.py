@@ -325,6 +325,8 @@ def test_xdist_records_each_test_once_on_the_controller(
 ) -> None:
     pytest.importorskip("xdist")
     monkeypatch.setenv("SPY_DIR", str(pytester.path))
+    # When this suite itself runs under xdist, the inner controller must not look like a worker.
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     pytester.makeconftest(
         """
         import os, pytest

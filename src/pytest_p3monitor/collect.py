@@ -45,23 +45,31 @@ class RecordBuilder:
 
     def add(self, report: Any) -> None:
         """Fold one ``pytest.TestReport`` (or an xdist copy of one) into its record."""
-        rec = self.records.get(report.nodeid)
+        # The optional attributes (xdist's worker_id, a subtest's context, the figures of
+        # the resource meter, wasxfail ...) are read from the report's __dict__: getattr
+        # with a default raises and catches an AttributeError for each one missing, which
+        # made this function twice as slow (about 2 us per report, 3 reports per test).
+        attrs = report.__dict__
+        nodeid = report.nodeid
+        rec = self.records.get(nodeid)
         if rec is None:
             fspath, lineno, _ = report.location
-            rec = self.records[report.nodeid] = TestRecord(
-                nodeid=report.nodeid,
+            rec = self.records[nodeid] = TestRecord(
+                nodeid=nodeid,
                 file=fspath,
                 line=None if lineno is None else lineno + 1,
-                start=getattr(report, "start", None),
+                start=attrs.get("start"),
             )
         when = report.when
         outcome = report.outcome
-        rec.stop = getattr(report, "stop", rec.stop)
-        worker = getattr(report, "worker_id", None)
+        stop = attrs.get("stop")
+        if stop is not None:
+            rec.stop = stop
+        worker = attrs.get("worker_id")
         if worker is not None:
             rec.worker = worker
 
-        if getattr(report, "context", None) is not None and when == "call":
+        if when == "call" and attrs.get("context") is not None:
             # A subtest: count its failure on the test, keep the test's own timings.
             if outcome == "failed":
                 rec.subtests_failed += 1
@@ -76,11 +84,11 @@ class RecordBuilder:
             rec.message = short_message(report)
             return
 
-        figures = getattr(report, "p3monitor", None)
+        figures = attrs.get("p3monitor")
         if figures:
             rec.figures.update(figures)
 
-        wasxfail = hasattr(report, "wasxfail")
+        wasxfail = "wasxfail" in attrs
         new: Outcome
         if when == "setup":
             # A new attempt starts (the first, or one after a rerun): its phases count.

@@ -22,8 +22,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,19 +31,26 @@ import pytest
 
 from . import outbox
 from .config import Setting, boolean, non_negative_int, parse_with, positive_float, setting
-from .exporters import github
 from .exporters.endpoint import DEFAULT_RETRIES, DEFAULT_TIMEOUT, ConfigError, SendError
-from .exporters.figures import Location
 from .exporters.redact import redact_obj, redact_text, redact_url, url_secrets
 from .exporters.webhook import Severity, parse_severity
 from .warnings import ExportWarning
 
 if TYPE_CHECKING:
+    from .exporters.figures import Location
     from .session import MonitorSession
+
+# The exporters themselves (GitHub, OpenMetrics, Pushgateway ...) are imported where they
+# are used: a session that exports nowhere never loads them.
 
 #: Kinds of the outbox this plugin keeps (``.p3monitor/outbox/<kind>/``).
 ENDPOINT_KIND = "endpoint"
 WEBHOOK_KIND = "webhook"
+
+
+def in_github_actions(environ: Mapping[str, str]) -> bool:
+    """Whether this process runs in a GitHub Actions job."""
+    return environ.get("GITHUB_ACTIONS", "").strip().lower() == "true"
 
 
 def _github_mode(text: str) -> bool | None:
@@ -118,6 +124,14 @@ class ExportPlugin:
         ]
         if self.auth_env and os.environ.get(self.auth_env):
             self._secrets.append(os.environ[self.auth_env])
+        #: Registered only when it has somewhere to export to (see ``plugin.FEATURES``).
+        self.active = bool(
+            self.openmetrics_path is not None
+            or self._github_on()
+            or self.pushgateway.value
+            or self.endpoint.value
+            or self.webhook.value
+        )
 
         if not monitor.is_worker:
             from _pytest.junitxml import xml_key
@@ -141,7 +155,7 @@ class ExportPlugin:
         self.monitor.warn(redact_text(text, self._secrets), ExportWarning)
 
     def _github_on(self) -> bool:
-        return github.enabled() if self.github is None else self.github
+        return in_github_actions(os.environ) if self.github is None else self.github
 
     # -- the report ----------------------------------------------------------------------------
     @pytest.hookimpl(trylast=True)
@@ -191,6 +205,9 @@ class ExportPlugin:
             return Path(path).as_posix()
 
     def _rule_location(self) -> Callable[[str], Location | None]:
+        from .exporters import github
+        from .exporters.figures import Location
+
         inipath = self.config.inipath
         text = ""
         if inipath is not None:
@@ -208,6 +225,8 @@ class ExportPlugin:
         return locate
 
     def _github(self, report: dict[str, Any]) -> None:
+        from .exporters import github
+
         written = []
         for write in (github.write_outputs, github.write_summary):
             try:
@@ -239,6 +258,8 @@ class ExportPlugin:
             jobs.append(("webhook", lambda: self._post_webhook(report)))
         if not jobs:
             return
+        from concurrent.futures import ThreadPoolExecutor
+
         # Side by side: the session end waits for the slowest, bounded by the timeout.
         with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="p3monitor-export") as ex:
             futures = [(what, ex.submit(job)) for what, job in jobs]

@@ -10,6 +10,11 @@ this order, on the xdist controller (or the only process) alone:
    finished report somewhere (JSON file, CI annotations, exporters).
 
 Lines for the terminal summary come from ``pytest_p3monitor_terminal_summary``.
+
+Per-test data during ``measure`` and ``evaluate`` is ``monitor.records`` (node id ->
+:class:`~pytest_p3monitor.records.TestRecord`; add per-test figures to ``record.figures``).
+The report's ``tests`` list is made from those records after ``evaluate``, for the JSON
+file and ``pytest_p3monitor_report``.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 #: Feature plugins registered next to the session monitor when p3monitor is on:
 #: (registration name, "module:Class"). Each is imported only when enabled, and is
-#: constructed as ``Class(config, monitor)``.
+#: constructed as ``Class(config, monitor)`` (which validates its settings); one whose
+#: ``active`` attribute is false (nothing configured for it) is not registered.
 FEATURES: tuple[tuple[str, str], ...] = (
     ("p3monitor-gates", "pytest_p3monitor.gates_plugin:GatesPlugin"),
     ("p3monitor-flaky", "pytest_p3monitor.flaky_plugin:FlakyPlugin"),
@@ -233,7 +234,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, target in FEATURES:
         module_name, _, class_name = target.partition(":")
         module = __import__(module_name, fromlist=[class_name])
-        config.pluginmanager.register(getattr(module, class_name)(config, monitor), name)
+        feature = getattr(module, class_name)(config, monitor)
+        if getattr(feature, "active", True):
+            config.pluginmanager.register(feature, name)
 
 
 @pytest.fixture(scope="session")

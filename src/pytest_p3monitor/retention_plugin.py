@@ -31,6 +31,8 @@ class RetentionPlugin:
             setting(config, INI), positive_float, None, "a number of days, such as 90"
         )
         self.pruned: int | None = None
+        #: Registered only with a retention set (see ``plugin.FEATURES``).
+        self.active = self.days is not None
 
     def cutoff(self, now: float) -> float:
         """Runs that started before this time (epoch seconds) are pruned."""

@@ -12,13 +12,15 @@ the user configured: every failure of its own parts becomes one warning.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import platform
 import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,24 @@ def _resolve_path(s: Setting, config: pytest.Config) -> str | None:
     if not path.is_absolute() and s.where.startswith("ini") and config.inipath is not None:
         path = config.inipath.parent / path
     return str(path)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while the session's end allocates its burst.
+
+    The report, the store's rows and the analyses allocate tens of thousands of short-lived,
+    acyclic objects at once; each collection they would trigger walks every object of the
+    session (the collected items, their reports ...). Collection resumes afterwards, as it
+    was (a test suite that turned it off keeps it off).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class GateFailure:
@@ -154,6 +174,10 @@ class MonitorSession:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.is_worker:
             return
+        with _gc_paused():
+            self._finish(session, exitstatus)
+
+    def _finish(self, session: pytest.Session, exitstatus: int) -> None:
         self.run.finished_at = time.time()
         self.run.exit_status = int(exitstatus)
         records = list(self.records.values())
@@ -171,9 +195,16 @@ class MonitorSession:
         self.run.exit_status = int(session.exitstatus)
         report["run"]["exit_status"] = self.run.exit_status
         self.guarded("storing the run", lambda: self._save(records, report))
+        reporters = hook.pytest_p3monitor_report.get_hookimpls()
+        if self.json_path is not None or reporters:
+            # The per-test entries, with every figure the features added to the records.
+            report["tests"] = json_report.entries_of(records)
         if self.json_path is not None:
             self.guarded("writing the JSON report", self._write_json)
-        self.guarded("reporting", lambda: hook.pytest_p3monitor_report(monitor=self, report=report))
+        if reporters:
+            self.guarded(
+                "reporting", lambda: hook.pytest_p3monitor_report(monitor=self, report=report)
+            )
         if self._store is not None:
             self._store.close()
             self._store = None

@@ -426,8 +426,3 @@ def write_summary(
         return None
     _append("GITHUB_STEP_SUMMARY", path, step_summary(report) + "\n")
     return Path(path)
-
-
-def enabled(environ: Mapping[str, str] = os.environ) -> bool:
-    """Whether this process runs in a GitHub Actions job."""
-    return environ.get("GITHUB_ACTIONS", "").strip().lower() == "true"

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from .figures import figures, is_critical
 from .redact import redact_text
 
 __all__ = ["MAX_LINES", "Severity", "alert_message", "escape_mrkdwn", "parse_severity"]
@@ -39,6 +38,10 @@ def alert_message(
     report: Mapping[str, Any], *, min_severity: Severity = "critical"
 ) -> dict[str, Any] | None:
     """The webhook payload for the report's alerts, or None when there is nothing to send."""
+    # Imported here: every --p3monitor session parses the severity setting above, only a
+    # session with a webhook builds a message.
+    from .figures import figures, is_critical
+
     fig = figures(report)
     alerts = [a for a in fig.alerts if min_severity == "warning" or is_critical(a)]
     if not alerts:

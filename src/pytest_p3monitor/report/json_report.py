@@ -1,8 +1,10 @@
 """The ``p3monitor-report/1`` health report: one JSON object, every key always present.
 
-:func:`build` fills what the foundation measures (run, timings, outcomes, tests); the
-feature plugins fill the rest in the ``pytest_p3monitor_measure`` and
-``pytest_p3monitor_evaluate`` hooks. Keys not measured stay null or empty.
+:func:`build` fills what the foundation measures (run, timings, outcomes); the feature
+plugins fill the rest in the ``pytest_p3monitor_measure`` and ``pytest_p3monitor_evaluate``
+hooks. Keys not measured stay null or empty. The per-test entries (``tests``) are a view
+of the records, made by :func:`entries_of` once the features have added their per-test
+figures, and only when something reads them (a JSON file, a report hook).
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def run_section(run: RunInfo) -> dict[str, Any]:
     }
 
 
-def test_entry(t: TestRecord) -> dict[str, Any]:
+def _entry(t: TestRecord) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "nodeid": t.nodeid,
         "file": t.file,
@@ -90,6 +92,11 @@ def test_entry(t: TestRecord) -> dict[str, Any]:
     for name, value in t.figures.items():
         entry.setdefault(name, value)
     return entry
+
+
+def entries_of(tests: Sequence[TestRecord]) -> list[dict[str, Any]]:
+    """The report's ``tests``: one entry per record, in the order tests first reported."""
+    return [_entry(t) for t in tests]
 
 
 def slowest(tests: Sequence[TestRecord], n: int = SLOWEST) -> list[dict[str, Any]]:
@@ -144,7 +151,7 @@ def build(run: RunInfo, tests: Sequence[TestRecord]) -> dict[str, Any]:
                 "containers": [],
             },
         },
-        "tests": [test_entry(t) for t in tests],
+        "tests": [],  # filled by entries_of() when the report is consumed
         "flaky": [],
         "trends": {"last_24h": None, "last_7d": None, "last_30d": None},
         "alerts": [],
