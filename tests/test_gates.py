@@ -8,6 +8,10 @@ from typing import Any
 
 import pytest
 
+from pytest_p3monitor.gates_plugin import _DEFAULT_RULES, DEFAULT_WARN_RULES, _test_figures
+from pytest_p3monitor.records import HistoryRow, RunInfo, TestRecord
+from pytest_p3monitor.rules import Deferred, evaluate_rule, parse_rule
+
 THREE_PASSING = """
 def test_one():
     pass
@@ -490,3 +494,59 @@ def test_resource_rules_with_sampling(pytester: pytest.Pytester) -> None:
     )
     statuses = {g["rule"]: g["status"] for g in data["gates"]}
     assert statuses["peak_memory_percent > 100%"] in ("ok", "not_evaluated")
+
+
+# -- pure parts ----------------------------------------------------------------------------------
+
+
+def test_default_rules_are_built_as_parsed() -> None:
+    assert DEFAULT_WARN_RULES == (
+        "ci_success_rate < 80%",
+        "test_execution_time > 600s",
+        "peak_memory_percent > 80%",
+        "test_failure_rate > 5%",
+    )
+    assert [parse_rule(text) for text in DEFAULT_WARN_RULES] == list(_DEFAULT_RULES)
+
+
+def _steady_records() -> dict[str, TestRecord]:
+    return {
+        "t::fast": TestRecord("t::fast", call_s=0.01),
+        "t::slow": TestRecord("t::slow", call_s=3.0),
+        "t::bad": TestRecord("t::bad", "failed", call_s=0.01),
+    }
+
+
+@pytest.mark.parametrize(("history_runs", "measured"), [(4, False), (5, True)])
+def test_duration_regression_of_fast_tests(history_runs: int, measured: bool) -> None:
+    records = _steady_records()
+    durations = {nodeid: r.duration_s for nodeid, r in records.items()}
+    run = RunInfo("now", 100.0)
+    past = [HistoryRow(i, f"r{i}", float(i), None, None, "passed", 0, 1.0) for i in range(6)]
+    figures = _test_figures(
+        [("t::slow", past)],
+        records,
+        durations,
+        run,
+        {},
+        classify_flaky=False,
+        history_runs=history_runs,
+    )
+    regression = figures.metrics["duration_regression"]
+    # the slow test jumped from 1 s to 3 s; with enough runs stored the fast passing test is
+    # known steady (0%); the failed one is never judged
+    assert isinstance(regression, Deferred)
+    expected = {"t::slow": 200.0, "t::fast": 0.0} if measured else {"t::slow": 200.0}
+    assert dict(regression) == expected
+    [anomaly] = figures.anomalies
+    assert anomaly.subject == "t::slow"
+    result = evaluate_rule(parse_rule("duration_regression > 300%"), figures.metrics, "warning")
+    assert result.message.startswith("duration_regression > 300%: no test crossed (worst t::slow")
+
+
+def test_duration_regression_not_measured_without_history() -> None:
+    records = _steady_records()
+    durations = {nodeid: r.duration_s for nodeid, r in records.items()}
+    figures = _test_figures([], records, durations, RunInfo("now", 100.0), {}, history_runs=4)
+    assert figures.metrics["duration_regression"] is None
+    assert figures.metrics["flaky_count"] == 0.0

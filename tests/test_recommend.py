@@ -6,9 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pytest_p3monitor import recommend
 from pytest_p3monitor.recommend import (
     estimate_workers,
     lpt_makespan,
+    may_advise,
     recommend_flaky,
     recommend_memory,
     recommend_slowest,
@@ -181,3 +183,42 @@ def test_recommended_workers_are_within_cpus_and_faster(
     assert chosen <= cpus
     assert chosen != current
     assert estimates[chosen] <= min(estimates.values()) * 1.05 + 1e-9
+
+
+def _full_saving(durations: list[float], cpus: int) -> float:
+    """The largest saving over running without xdist, from every estimate (no shortcut)."""
+    estimates = estimate_workers(durations, max(1, min(cpus, len(durations))))
+    return estimates[0].wall_s - min(e.wall_s for e in estimates)
+
+
+@given(_durations, st.integers(min_value=1, max_value=64))
+def test_saving_bound_is_never_below_the_real_saving(durations: list[float], cpus: int) -> None:
+    if not durations:
+        return
+    workers = max(1, min(cpus, len(durations)))
+    bound = recommend._saving_bound(sum(durations), workers, 1.0, 0.5)
+    assert bound >= _full_saving(durations, cpus)
+
+
+_fast = st.lists(st.floats(min_value=0, max_value=0.05), min_size=1, max_size=300)
+
+
+@given(_fast | _durations, st.integers(min_value=1, max_value=64), st.integers(0, 2))
+def test_may_advise_false_means_no_advice_on_the_rounded_durations(
+    durations: list[float], cpus: int, workers: int
+) -> None:
+    if may_advise(durations, workers, cpus, error=1e-6):
+        return
+    rounded = {f"t::{i}": round(d, 6) for i, d in enumerate(durations)}
+    recs = recommendations(durations=rounded, current_workers=workers, cpu_count=cpus)
+    assert not [r for r in recs if r.type in ("parallelism", "slow_tests")]
+
+
+def test_may_advise_on_a_session_of_fast_tests() -> None:
+    fast = [0.0004] * 5000  # 2 s of tests: xdist's start would cost more than it saves
+    assert not may_advise(fast, 0, 64, error=1e-6)
+    assert may_advise(fast, 2, 64)  # the current -n 2 has to be estimated
+    assert may_advise([*fast, 0.9999995], 0, 2, error=1e-6)  # may round to a 1 s test
+    assert may_advise([0.5] * 200, 0, 4)  # 100 s of tests: 4 workers save about 70 s
+    assert not may_advise([], 0, 4)
+    assert recommend_workers([0.5] * 200, 0, 4) is not None

@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pytest_p3monitor.records import TestRecord
 from pytest_p3monitor.rules import (
     METRICS,
     OPERATORS,
     UNITS,
+    Deferred,
     Rule,
     RuleError,
     evaluate,
     evaluate_rule,
     format_value,
     lookup_metric,
+    make_rule,
     parse_rule,
     parse_value,
+    per_test_metrics,
     phase_metric,
+    record_durations,
     report_metrics,
+    shown_durations,
 )
 
 
@@ -369,10 +376,8 @@ def _report(**perf: object) -> dict[str, object]:
                 ],
             },
         },
-        "tests": [
-            {"nodeid": "t::a", "duration_s": 1.5, "rss_peak_bytes": 2048.0},
-            {"nodeid": "t::b", "duration_s": 0.5},
-        ],
+        # per-test metrics come from the records, never from the report's entries
+        "tests": [{"nodeid": "t::a", "duration_s": 1.5, "rss_peak_bytes": 2048.0}],
     }
 
 
@@ -395,17 +400,92 @@ def test_report_metrics() -> None:
     assert metrics["cost_per_build"] == pytest.approx(1.0)  # 2 h at $0.5
     assert metrics["docker_build_time"] == 42.0
     assert metrics["service_startup_time"] == 5.0
-    assert metrics["test_duration"] == {"t::a": 1.5, "t::b": 0.5}
-    assert metrics["test_rss"] == {"t::a": 2048.0}
+    assert "test_duration" not in metrics and "test_rss" not in metrics
 
 
 def test_report_metrics_of_an_empty_report() -> None:
     metrics = report_metrics({})
     assert metrics["success_rate"] is None
-    assert metrics["test_duration"] is None
-    assert metrics["test_rss"] is None
     assert metrics["cost_per_build"] is None
     assert metrics["container_memory_percent"] is None
     assert "docker_build_time" not in metrics
     assert phase_metric("docker_build") == "docker_build_time"
     assert phase_metric("docker_build_time") == "docker_build_time"
+
+
+# -- per-test metrics from the records ----------------------------------------------------------
+
+
+def _record(nodeid: str, call_s: float, **figures: float) -> TestRecord:
+    return TestRecord(nodeid, setup_s=0.25, call_s=call_s, teardown_s=0.125, figures=figures)
+
+
+def _per_test(value: object) -> dict[str, float]:
+    assert isinstance(value, Deferred)
+    return dict(value)
+
+
+def test_per_test_metrics_from_records() -> None:
+    records = {
+        "t::a": _record("t::a", 1.0000004, rss_peak_bytes=2048),
+        "t::b": _record("t::b", 0.125),
+        "t::nan": _record("t::nan", math.nan, rss_peak_bytes=math.inf),
+    }
+    metrics = per_test_metrics(records)
+    # as the report shows durations: to the microsecond; a non-finite figure is left out
+    assert _per_test(metrics["test_duration"]) == {"t::a": 1.375, "t::b": 0.5}
+    assert _per_test(metrics["test_rss"]) == {"t::a": 2048.0}
+    assert record_durations(records)["t::a"] == pytest.approx(1.3750004)
+    assert shown_durations({"x": 0.1234565001, "y": math.inf}) == {"x": 0.123457}
+
+
+def test_per_test_metrics_not_measured() -> None:
+    assert per_test_metrics({}) == {"test_duration": None, "test_rss": None}
+    records = {"t::a": _record("t::a", 1.0, cpu_time_s=0.5), "t::b": _record("t::b", 1.0)}
+    metrics = per_test_metrics(records, {"t::a": 2.0, "t::b": 3.0})
+    assert metrics["test_rss"] is None  # no test has the figure: rules on it not evaluated
+    assert _per_test(metrics["test_duration"]) == {"t::a": 2.0, "t::b": 3.0}
+
+
+def test_deferred_builds_once_on_first_read() -> None:
+    built: list[int] = []
+
+    def build() -> dict[str, float]:
+        built.append(1)
+        return {"b": 2.0, "a": 1.0}
+
+    lazy = Deferred(build)
+    assert isinstance(lazy, Mapping) and not built
+    assert list(lazy.items()) == [("b", 2.0), ("a", 1.0)]
+    assert (lazy["a"], len(lazy), list(lazy)) == (1.0, 2, ["b", "a"])
+    assert list(lazy.keys()) == ["b", "a"] and list(lazy.values()) == [2.0, 1.0]
+    assert "a" in lazy and "c" not in lazy and lazy.get("c") is None
+    assert built == [1]
+
+
+def test_rules_on_deferred_per_test_metrics() -> None:
+    records = {f"t::{i}": _record(f"t::{i}", i / 10, rss_peak_bytes=i * 1024.0) for i in range(5)}
+    metrics = per_test_metrics(records)
+    slow, big = parse_rule("test_duration > 0.6s"), parse_rule("test_rss >= 3KiB")
+    assert evaluate_rule(slow, metrics, "critical").tests == ("t::4", "t::3")
+    assert evaluate_rule(big, metrics, "warning").tests == ("t::4", "t::3")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ci_success_rate < 80%",
+        "test_execution_time > 600s",
+        "peak_memory_percent > 80%",
+        "test_failure_rate > 5%",
+        "peak_rss > 1.5GiB",
+        "test_duration >= 250ms",
+        "tests == 3",
+        "cost_per_build > $2",
+    ],
+)
+def test_make_rule_builds_what_parse_rule_reads(text: str) -> None:
+    rule = parse_rule(text)
+    number = rule.value / (UNITS[rule.unit][1] if rule.unit else 1.0)
+    assert make_rule(rule.metric, rule.op, number, rule.unit) == rule
+    assert make_rule(rule.metric, rule.op, number, rule.unit).text == rule.text

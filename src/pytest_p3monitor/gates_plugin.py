@@ -3,17 +3,18 @@
 The feature plugin behind ``p3monitor_fail_on`` / ``p3monitor_warn_on``. Rules are parsed
 when the plugin is built (at configure time), so a bad rule is a ``pytest.UsageError``
 (exit 4) before any test runs. At the end of the session, in ``pytest_p3monitor_evaluate``,
-it reads the figures from the report (and the history from the results store), evaluates
-the rules, and fills ``alerts``, ``health_score``, ``health``, ``recommendations`` and
-``trends``. A crossed fail rule becomes one line in ``monitor.gate_failures``; the monitor
-turns the exit status to 1 only when it was 0.
+it reads the session's figures from the report and the tests' from the records (and the
+history from the results store), evaluates the rules, and fills ``alerts``,
+``health_score``, ``health``, ``recommendations`` and ``trends``. A crossed fail rule
+becomes one line in ``monitor.gate_failures``; the monitor turns the exit status to 1 only
+when it was 0.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -22,14 +23,19 @@ from . import anomalies, health, recommend, trends
 from .config import parse_with, setting, setting_list
 from .records import RunRow, TestRecord
 from .rules import (
+    DURATION_DIGITS,
+    Deferred,
     Metric,
     MetricValue,
     Rule,
     RuleError,
     RuleResult,
     evaluate,
+    make_rule,
     parse_rule,
+    per_test_metrics,
     phase_metric,
+    record_durations,
     report_metrics,
 )
 
@@ -42,13 +48,16 @@ __all__ = [
     "parse_rule_settings",
 ]
 
-#: Used, as warnings only, when the user configured no rule of their own.
-DEFAULT_WARN_RULES: tuple[str, ...] = (
-    "ci_success_rate < 80%",
-    "test_execution_time > 600s",
-    "peak_memory_percent > 80%",
-    "test_failure_rate > 5%",
+#: Used, as warnings only, when the user configured no rule of their own. Built rather
+#: than parsed: parsing compiles the rule grammar's regular expressions (~0.5 ms).
+_DEFAULT_RULES: tuple[Rule, ...] = (
+    make_rule("ci_success_rate", "<", 80, "%"),
+    make_rule("test_execution_time", ">", 600, "s"),
+    make_rule("peak_memory_percent", ">", 80, "%"),
+    make_rule("test_failure_rate", ">", 5, "%"),
 )
+#: The default rules as a user would write them ("ci_success_rate < 80%", ...).
+DEFAULT_WARN_RULES: tuple[str, ...] = tuple(rule.text for rule in _DEFAULT_RULES)
 
 #: Results of each test read from the store to classify flakiness (when the flaky
 #: feature is off) ...
@@ -186,7 +195,7 @@ class GatesPlugin:
         self.warn_rules = parse_rule_settings(warn_texts, warn_where, extra)
         self.using_defaults = not fail_texts and not warn_texts
         if self.using_defaults:
-            self.warn_rules = [parse_rule(text) for text in DEFAULT_WARN_RULES]
+            self.warn_rules = list(_DEFAULT_RULES)
 
         self.cost_per_hour: float | None = parse_with(
             setting(config, "p3monitor_cost_per_hour"),
@@ -222,7 +231,10 @@ class GatesPlugin:
 
     # -- evaluation ----------------------------------------------------------------------------
     def pytest_p3monitor_evaluate(self, monitor: MonitorSession, report: dict[str, Any]) -> None:
+        durations = record_durations(monitor.records)
         metrics = report_metrics(report, cost_per_hour=self.cost_per_hour)
+        metrics.update(per_test_metrics(monitor.records, durations))
+        cpu_count = _cpu_count()
         current = current_run_row(monitor, report)
         history: list[RunRow] = []
         trend_rows: list[RunRow] = []
@@ -234,7 +246,9 @@ class GatesPlugin:
         store = monitor.open_store()
         if store is not None:
             try:
-                history, trend_rows, test_figures = self._read_history(store, current, report)
+                history, trend_rows, test_figures = self._read_history(
+                    store, current, report, durations
+                )
             except Exception as exc:  # the store failing must not stop the gates
                 monitor.warn(f"history not read, history rules not evaluated: {exc}")
             else:
@@ -253,7 +267,7 @@ class GatesPlugin:
             history,
             flaky_rate=float(flaky_rate) if isinstance(flaky_rate, (int, float)) else None,
             flaky_in_session=int(in_session) if isinstance(in_session, (int, float)) else 0,
-            cpu_count=_cpu_count(),
+            cpu_count=cpu_count,
             min_runs=health.MIN_HISTORY_RUNS,
         )
         self.health = health.compute_health(kpis, self.targets, self.weights or None)
@@ -277,11 +291,15 @@ class GatesPlugin:
 
         process = _mapping(_mapping(report["metrics"].get("resource_usage")).get("process"))
         containers = _mapping(report["metrics"].get("resource_usage")).get("containers") or []
-        durations = metrics.get("test_duration")
+        shown = metrics.get("test_duration")  # rounded as the report shows them, when read
+        if not isinstance(shown, Mapping) or not recommend.may_advise(
+            durations.values(), monitor.run.workers, cpu_count, error=10.0**-DURATION_DIGITS
+        ):
+            shown = {}  # no advice on workers or slow tests can come of them: not rounded
         self.recommendations = recommend.recommendations(
-            durations=durations if isinstance(durations, Mapping) else {},
+            durations=shown,
             current_workers=monitor.run.workers,
-            cpu_count=_cpu_count(),
+            cpu_count=cpu_count,
             flaky=flaky_entries,
             memory_percent=_num(process.get("memory_percent_peak")),
             containers=[c for c in containers if isinstance(c, Mapping)],
@@ -290,7 +308,11 @@ class GatesPlugin:
         report["trends"] = trends.summaries([current, *trend_rows], now)
 
     def _read_history(
-        self, store: Any, current: RunRow, report: Mapping[str, Any]
+        self,
+        store: Any,
+        current: RunRow,
+        report: Mapping[str, Any],
+        durations: Mapping[str, float],
     ) -> tuple[list[RunRow], list[RunRow], _TestFigures]:
         run = self.monitor.run
         own = run.run_id
@@ -313,8 +335,8 @@ class GatesPlugin:
         else:  # a test that ran under the minimum jump cannot have jumped: no need to look
             wanted = [
                 nodeid
-                for nodeid, record in records.items()
-                if record.outcome == "passed" and record.duration_s > anomalies.MIN_JUMP_S
+                for nodeid, duration in durations.items()
+                if duration > anomalies.MIN_JUMP_S and records[nodeid].outcome == "passed"
             ]
         window = TEST_HISTORY_WINDOW if classify else DURATION_HISTORY_WINDOW
         stream: Iterable[tuple[str, Sequence[Any]]] = ()
@@ -330,6 +352,7 @@ class GatesPlugin:
         figures = _test_figures(
             stream,
             records,
+            durations,
             run,
             report,
             classify_flaky=classify,
@@ -407,42 +430,65 @@ class _TestFigures:
 def _test_figures(
     histories: Iterable[tuple[str, Sequence[Any]]],
     records: Mapping[str, TestRecord],
+    durations: Mapping[str, float],
     run: Any,
     report: Mapping[str, Any],
     *,
     classify_flaky: bool = True,
     history_runs: int = 0,
 ) -> _TestFigures:
-    """Stream the tests' histories once: duration jumps, duration_regression, flakiness."""
+    """Stream the tests' histories once: duration jumps, duration_regression, flakiness.
+
+    ``durations`` are the records' (:func:`~pytest_p3monitor.rules.record_durations`).
+    """
     from . import flaky
 
-    passing = {n: r.duration_s for n, r in records.items() if r.outcome == "passed"}
-    regression: dict[str, float] = {}
+    jumped: dict[str, float] = {}
     found: list[anomalies.Anomaly] = []
     flaky_results: list[dict[str, Any]] = []
     seen: set[str] = set()
     for nodeid, rows in histories:
         seen.add(nodeid)
-        jumps = anomalies.duration_jumps(passing, [(nodeid, rows)], exclude_run=run.run_id)
-        regression.update(jumps.regression)
-        found.extend(jumps.anomalies)
         record = records.get(nodeid)
-        if record is not None and classify_flaky:
+        if record is None:
+            continue
+        if record.outcome == "passed":
+            jumps = anomalies.duration_jumps(
+                {nodeid: durations[nodeid]}, [(nodeid, rows)], exclude_run=run.run_id
+            )
+            jumped.update(jumps.regression)
+            found.extend(jumps.anomalies)
+        if classify_flaky:
             folded = flaky.fold_record(rows, record, run, TEST_HISTORY_WINDOW)
             result = flaky.classify(nodeid, folded)
             if result.is_flaky:
                 flaky_results.append(result.to_dict())
-    for nodeid, record in records.items():
-        if nodeid in seen or not classify_flaky:
-            continue  # a test new to the store: only this session's evidence
-        result = flaky.classify(nodeid, flaky.fold_record((), record, run, TEST_HISTORY_WINDOW))
-        if result.is_flaky:
-            flaky_results.append(result.to_dict())
-    if history_runs >= anomalies.MIN_RUNS:
-        # with enough runs stored, a test under the minimum jump is known not to have jumped
-        for nodeid, duration in passing.items():
-            if duration <= anomalies.MIN_JUMP_S:
-                regression.setdefault(nodeid, 0.0)
+    if classify_flaky:
+        for nodeid, record in records.items():
+            if nodeid in seen:
+                continue  # a test new to the store: only this session's evidence
+            folded = flaky.fold_record((), record, run, TEST_HISTORY_WINDOW)
+            result = flaky.classify(nodeid, folded)
+            if result.is_flaky:
+                flaky_results.append(result.to_dict())
+
+    # With enough runs stored, a passing test under the minimum jump is known not to have
+    # jumped: 0 for each (thousands of entries, built only if a rule reads them).
+    known_steady = history_runs >= anomalies.MIN_RUNS
+
+    def steady() -> Iterator[str]:
+        for nodeid, duration in durations.items():
+            if duration <= anomalies.MIN_JUMP_S and records[nodeid].outcome == "passed":
+                yield nodeid
+
+    def regression() -> dict[str, float]:
+        out = dict(jumped)
+        if known_steady:
+            for nodeid in steady():
+                out.setdefault(nodeid, 0.0)
+        return out
+
+    measured = bool(jumped) or (known_steady and any(True for _ in steady()))
     found.sort(key=lambda a: a.value - a.baseline, reverse=True)
     reported = [
         e
@@ -454,7 +500,7 @@ def _test_figures(
     flaky_count = len(flaky_results) if classify_flaky else len(reported)
     tests = len(records)
     metrics: dict[str, MetricValue] = {
-        "duration_regression": regression or None,
+        "duration_regression": Deferred(regression) if measured else None,
         "flaky_count": float(flaky_count),
         "flaky_rate": 100.0 * flaky_count / tests if tests else None,
     }

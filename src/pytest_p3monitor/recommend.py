@@ -13,17 +13,23 @@ session). xdist's own ``load`` scheduling is close to that when tests are many.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+import math
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any, Literal, NamedTuple
 
 from .rules import format_value
 
 __all__ = [
+    "MIN_SAVING_REL",
+    "MIN_SAVING_S",
+    "SLOW_TEST_S",
+    "XDIST_PER_WORKER_S",
+    "XDIST_STARTUP_S",
     "Recommendation",
     "WorkerEstimate",
     "estimate_workers",
     "lpt_makespan",
+    "may_advise",
     "recommend_flaky",
     "recommend_memory",
     "recommend_slowest",
@@ -34,9 +40,21 @@ __all__ = [
 Priority = Literal["high", "medium", "low"]
 _ORDER: dict[str, int] = {"high": 0, "medium": 1, "low": 2}
 
+#: Estimated cost of starting pytest-xdist, and of each of its workers (seconds).
+XDIST_STARTUP_S = 1.0
+XDIST_PER_WORKER_S = 0.5
+#: A worker count is advised when it saves at least this many seconds and this share.
+MIN_SAVING_S = 1.0
+MIN_SAVING_REL = 0.1
+#: Tests at least this long are named as the slowest ones.
+SLOW_TEST_S = 1.0
 
-@dataclass(frozen=True)
-class Recommendation:
+
+# Named tuples, not dataclasses: a session imports this module at configure time, where
+# each dataclass would cost about 0.75 ms to create.
+
+
+class Recommendation(NamedTuple):
     type: str  # "parallelism", "slow_tests", "flaky_tests", "memory"
     priority: Priority
     recommendation: str
@@ -57,16 +75,20 @@ class Recommendation:
 
 def lpt_makespan(durations: Iterable[float], workers: int) -> float:
     """The wall time of ``durations`` scheduled longest first on ``workers`` workers."""
+    return _lpt_longest_first(sorted(durations, reverse=True), workers)
+
+
+def _lpt_longest_first(ordered: Iterable[float], workers: int) -> float:
+    """:func:`lpt_makespan` of durations already sorted longest first."""
     if workers < 1:
         raise ValueError("workers must be >= 1")
     loads = [0.0] * workers
-    for duration in sorted(durations, reverse=True):
+    for duration in ordered:
         heapq.heapreplace(loads, loads[0] + duration)
     return max(loads)
 
 
-@dataclass(frozen=True)
-class WorkerEstimate:
+class WorkerEstimate(NamedTuple):
     workers: int  # 0 = without xdist
     wall_s: float
 
@@ -75,15 +97,24 @@ def estimate_workers(
     durations: Sequence[float],
     max_workers: int,
     *,
-    startup_s: float = 1.0,
-    per_worker_s: float = 0.5,
+    startup_s: float = XDIST_STARTUP_S,
+    per_worker_s: float = XDIST_PER_WORKER_S,
 ) -> list[WorkerEstimate]:
     """Estimated test wall time without xdist and with 1..``max_workers`` workers."""
     estimates = [WorkerEstimate(0, sum(durations))]
+    ordered = sorted(durations, reverse=True)  # once for every worker count
     for n in range(1, max(1, max_workers) + 1):
         overhead = startup_s + per_worker_s * n
-        estimates.append(WorkerEstimate(n, lpt_makespan(durations, n) + overhead))
+        estimates.append(WorkerEstimate(n, _lpt_longest_first(ordered, n) + overhead))
     return estimates
+
+
+def _saving_bound(total: float, max_workers: int, startup_s: float, per_worker_s: float) -> float:
+    """At most what 1..``max_workers`` workers save on ``total`` seconds of tests run without
+    xdist: on n workers the busiest one runs at least the mean, ``total / n``."""
+    floor = min(total / n + startup_s + per_worker_s * n for n in range(1, max_workers + 1))
+    lowest = min(total, floor)
+    return total - lowest + 1e-9 * abs(lowest)  # the margin covers rounding in the sums
 
 
 def _n_flag(workers: int) -> str:
@@ -96,10 +127,10 @@ def recommend_workers(
     cpu_count: int,
     *,
     tolerance: float = 0.05,
-    min_saving_s: float = 1.0,
-    min_saving_rel: float = 0.1,
-    startup_s: float = 1.0,
-    per_worker_s: float = 0.5,
+    min_saving_s: float = MIN_SAVING_S,
+    min_saving_rel: float = MIN_SAVING_REL,
+    startup_s: float = XDIST_STARTUP_S,
+    per_worker_s: float = XDIST_PER_WORKER_S,
 ) -> Recommendation | None:
     """The xdist worker count that would cut the wall time most.
 
@@ -109,11 +140,14 @@ def recommend_workers(
     """
     if not durations:
         return None
+    max_workers = max(1, min(cpu_count, len(durations)))  # more workers than tests do nothing
+    if not current_workers:
+        total = sum(durations)
+        bound = _saving_bound(total, max_workers, startup_s, per_worker_s)
+        if bound < max(min_saving_s, min_saving_rel * total):
+            return None  # no worker count can save enough: no need to schedule the tests
     estimates = estimate_workers(
-        durations,
-        max(1, min(cpu_count, len(durations))),  # more workers than tests do nothing
-        startup_s=startup_s,
-        per_worker_s=per_worker_s,
+        durations, max_workers, startup_s=startup_s, per_worker_s=per_worker_s
     )
     best_wall = min(e.wall_s for e in estimates)
     good = [e for e in estimates if e.wall_s <= best_wall * (1 + tolerance)]
@@ -152,15 +186,16 @@ def recommend_slowest(
     durations: Mapping[str, float],
     *,
     top: int = 5,
-    min_duration_s: float = 1.0,
+    min_duration_s: float = SLOW_TEST_S,
     min_share: float = 0.2,
 ) -> Recommendation | None:
     """The slowest tests and their share of the total test time, when it is worth it."""
     total = sum(durations.values())
-    ranked = sorted(durations.items(), key=lambda item: (-item[1], item[0]))[:top]
-    if total <= 0 or not ranked or ranked[0][1] < min_duration_s:
+    # the ``top`` slowest of the tests that take at least min_duration_s (often none)
+    candidates = [(nodeid, d) for nodeid, d in durations.items() if d >= min_duration_s]
+    if total <= 0 or not candidates:
         return None
-    slow = [(nodeid, d) for nodeid, d in ranked if d >= min_duration_s]
+    slow = sorted(candidates, key=lambda item: (-item[1], item[0]))[:top]
     slow_sum = sum(d for _, d in slow)
     share = slow_sum / total
     if share < min_share:
@@ -281,3 +316,28 @@ def recommendations(
     out.extend(recommend_memory(memory_percent, containers))
     out.sort(key=lambda r: _ORDER[r.priority])
     return out
+
+
+def may_advise(
+    durations: Collection[float], current_workers: int, cpu_count: int, *, error: float = 0.0
+) -> bool:
+    """Whether :func:`recommendations` can advise on workers or slow tests for durations that
+    each lie within ``error`` of ``durations`` (e.g. before rounding).
+
+    False means no such advice whatever the exact values: a caller can skip preparing
+    thousands of durations (most sessions of fast tests need no look at them).
+    """
+    if not durations:
+        return False
+    total = sum(durations)
+    if current_workers or not math.isfinite(total):
+        return True  # the current setting's own estimate needs the schedule
+    if max(durations) + error >= SLOW_TEST_S:
+        return True  # recommend_slowest may name a test
+    # The saving bound grows with the total and so does the threshold: the exact total lies
+    # within ``slack`` of this one, the bound is at most its value at the top of that range
+    # and the threshold at least its value at the bottom.
+    slack = error * len(durations)
+    max_workers = max(1, min(cpu_count, len(durations)))
+    bound = _saving_bound(total + slack, max_workers, XDIST_STARTUP_S, XDIST_PER_WORKER_S)
+    return bound >= max(MIN_SAVING_S, MIN_SAVING_REL * (total - slack))
