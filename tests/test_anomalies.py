@@ -13,6 +13,7 @@ from pytest_p3monitor.anomalies import (
     baseline,
     duration_jumps,
     mad,
+    median,
     slow_session,
     success_rate_drop,
 )
@@ -168,3 +169,14 @@ def test_verdict_does_not_depend_on_units_or_order(
     expected = verdict(history, now)
     assert verdict([d * scale for d in history], now * scale) == expected
     assert verdict(sorted(history), now) == expected
+
+
+@given(st.lists(st.floats(-1e9, 1e9, allow_nan=False), min_size=1))
+def test_median_is_the_statistics_median(values: list[float]) -> None:
+    assert median(values) == statistics.median(values)
+    assert median(iter(values)) == statistics.median(values)
+
+
+def test_median_of_nothing() -> None:
+    with pytest.raises(ValueError, match="no values"):
+        median([])

