@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +146,25 @@ def test_fixture_works_without_p3monitor_and_starts_nothing(pytester: pytest.Pyt
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_configure_imports_only_the_light_sampling_modules() -> None:
+    """The sampler is imported when the session starts (on the controller only), the
+    summaries at its end: an xdist worker and the configure step need neither."""
+    code = (
+        "import sys, pytest_p3monitor.resources_plugin\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('pytest_p3monitor.samp'))))\n"
+        "print('statistics' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert out[0].split() == [
+        "pytest_p3monitor.sampling",
+        "pytest_p3monitor.sampling.pertest",
+        "pytest_p3monitor.sampling.settings",
+    ]
+    assert out[1] == "False"
 
 
 def test_fixture_records_a_failing_phase_and_leaves_the_outcome(pytester: pytest.Pytester) -> None:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_p3monitor.sampling import cgroup, containers, probes, summary
+from pytest_p3monitor.sampling import cgroup, containers, probes, settings, summary
 from pytest_p3monitor.sampling.pertest import (
     CPU_TIME,
     READ_CHARS,
@@ -102,6 +102,18 @@ def test_meter_counts_writes_and_not_its_own_reads(tmp_path: Path) -> None:
     wrote = meter.stop()
     assert 300_000 <= wrote[WRITE_CHARS] < 310_000
     assert wrote[WRITE_BYTES] >= 290_000
+
+
+@linux
+def test_meter_reads_an_unusual_io_layout_with_the_general_parser(tmp_path: Path) -> None:
+    meter = TestMeter()
+    assert meter._io_fixed  # the kernel's layout: the fast path
+    meter._io_fixed = False
+    meter.start()
+    (tmp_path / "f").write_bytes(b"x" * 100_000)
+    wrote = meter.stop()
+    assert 100_000 <= wrote[WRITE_CHARS] < 110_000
+    assert wrote[READ_CHARS] == 0
 
 
 def test_meter_without_proc_falls_back_to_getrusage(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -249,10 +261,10 @@ def test_parse_flat_keyed_roundtrip(values: dict[str, int]) -> None:
 
 
 def test_selection_modes() -> None:
-    assert containers.parse_selection([]).mode == "auto"
-    assert containers.parse_selection(["none"]).mode == "none"
-    assert containers.parse_selection([" ALL "]).mode == "all"
-    sel = containers.parse_selection(
+    assert settings.parse_selection([]).mode == "auto"
+    assert settings.parse_selection(["none"]).mode == "none"
+    assert settings.parse_selection([" ALL "]).mode == "all"
+    sel = settings.parse_selection(
         ["label=com.docker.compose.project=app", "label=tier=db", "name=web", "status=running"]
     )
     assert sel.mode == "filters"
@@ -261,7 +273,7 @@ def test_selection_modes() -> None:
         "name": ("web",),
         "status": ("running",),
     }
-    assert containers.ContainerSelection.from_json(sel.to_json()) == sel
+    assert settings.ContainerSelection.from_json(sel.to_json()) == sel
 
 
 @pytest.mark.parametrize(
@@ -278,7 +290,7 @@ def test_selection_modes() -> None:
 )
 def test_selection_errors(values: list[str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        containers.parse_selection(values)
+        settings.parse_selection(values)
 
 
 V1_STATS: dict[str, Any] = {
@@ -385,7 +397,7 @@ class NotFound(Exception):
         self.response = type("R", (), {"status_code": 404})()
 
 
-def _sampler(selection: containers.ContainerSelection) -> tuple[Any, FakeAPI, list[str]]:
+def _sampler(selection: settings.ContainerSelection) -> tuple[Any, FakeAPI, list[str]]:
     warnings: list[str] = []
     sampler = containers.ContainerSampler(selection, warnings.append)
     api = FakeAPI()
@@ -394,7 +406,7 @@ def _sampler(selection: containers.ContainerSelection) -> tuple[Any, FakeAPI, li
 
 
 def test_container_sampler_cpu_from_two_samples_and_gone_once() -> None:
-    selection = containers.parse_selection(["label=app=x"])
+    selection = settings.parse_selection(["label=app=x"])
     sampler, api, warnings = _sampler(selection)
     api.listed = [{"Id": "a" * 64, "Names": ["/db"], "Created": 100}, {"Id": "b" * 64}]
     api.stats_by_id = {"a" * 64: V1_STATS, "b" * 64: V1_STATS}
@@ -419,7 +431,7 @@ def test_container_sampler_cpu_from_two_samples_and_gone_once() -> None:
 
 def test_container_sampler_one_bad_stats_read_is_no_news() -> None:
     """Engines answer an empty body for a container that is starting: no warning."""
-    sampler, api, warnings = _sampler(containers.parse_selection(["all"]))
+    sampler, api, warnings = _sampler(settings.parse_selection(["all"]))
     api.listed = [{"Id": "a" * 64, "Names": ["/web"]}]
     empty_body = ValueError("Expecting value: line 1 column 1 (char 0)")
     api.stats_by_id = {"a" * 64: empty_body}
@@ -436,7 +448,7 @@ def test_container_sampler_one_bad_stats_read_is_no_news() -> None:
 
 
 def test_container_sampler_no_match_warns_at_finish() -> None:
-    sampler, _, warnings = _sampler(containers.parse_selection(["name=nothing-like-this"]))
+    sampler, _, warnings = _sampler(settings.parse_selection(["name=nothing-like-this"]))
     for _ in range(3):
         assert sampler.sample() == []
     sampler.finish()
@@ -448,7 +460,7 @@ def test_container_sampler_no_match_warns_at_finish() -> None:
 
 
 def test_container_sampler_list_failure_warns_once() -> None:
-    sampler, api, warnings = _sampler(containers.parse_selection(["all"]))
+    sampler, api, warnings = _sampler(settings.parse_selection(["all"]))
 
     def broken(filters: Any = None) -> list[Any]:
         raise ConnectionError("engine restarting")
@@ -461,7 +473,7 @@ def test_container_sampler_list_failure_warns_once() -> None:
 def test_container_sampler_wrong_docker_host(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/p3monitor.sock")
     warnings: list[str] = []
-    sampler = containers.ContainerSampler(containers.parse_selection([]), warnings.append, 2.0)
+    sampler = containers.ContainerSampler(settings.parse_selection([]), warnings.append, 2.0)
     assert sampler.connect() is None
     assert not sampler.enabled
     assert len(warnings) == 1
@@ -472,7 +484,7 @@ def test_container_sampler_auto_without_engine_is_silent(monkeypatch: pytest.Mon
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     monkeypatch.setattr(containers, "docker_host_configured", lambda: False)
     warnings: list[str] = []
-    sampler = containers.ContainerSampler(containers.parse_selection([]), warnings.append)
+    sampler = containers.ContainerSampler(settings.parse_selection([]), warnings.append)
     assert sampler.connect() is None
     assert warnings == [] and not sampler.enabled
 
@@ -483,15 +495,15 @@ def test_container_sampler_auto_without_engine_is_silent(monkeypatch: pytest.Mon
 @pytest.mark.parametrize(
     ("text", "probe"),
     [
-        ("db:5432", probes.Probe("db", 5432)),
-        (" localhost:80 ", probes.Probe("localhost", 80)),
-        ("[::1]:6379", probes.Probe("::1", 6379)),
-        ("10.0.0.1:65535", probes.Probe("10.0.0.1", 65535)),
+        ("db:5432", settings.Probe("db", 5432)),
+        (" localhost:80 ", settings.Probe("localhost", 80)),
+        ("[::1]:6379", settings.Probe("::1", 6379)),
+        ("10.0.0.1:65535", settings.Probe("10.0.0.1", 65535)),
     ],
 )
-def test_parse_probe(text: str, probe: probes.Probe) -> None:
-    assert probes.parse_probe(text) == probe
-    assert probes.parse_probe(str(probe)) == probe
+def test_parse_probe(text: str, probe: settings.Probe) -> None:
+    assert settings.parse_probe(text) == probe
+    assert settings.parse_probe(str(probe)) == probe
 
 
 @pytest.mark.parametrize(
@@ -508,7 +520,7 @@ def test_parse_probe(text: str, probe: probes.Probe) -> None:
 )
 def test_parse_probe_errors(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        probes.parse_probe(text)
+        settings.parse_probe(text)
 
 
 def test_connect_ms_to_a_listening_and_a_closed_port() -> None:
@@ -518,10 +530,10 @@ def test_connect_ms_to_a_listening_and_a_closed_port() -> None:
     server.bind(("127.0.0.1", 0))
     server.listen()
     port = server.getsockname()[1]
-    ms, error = probes.connect_ms(probes.Probe("127.0.0.1", port))
+    ms, error = probes.connect_ms(settings.Probe("127.0.0.1", port))
     assert error is None and ms is not None and 0 <= ms < 2000
     server.close()
-    ms, error = probes.connect_ms(probes.Probe("127.0.0.1", port), timeout=1.0)
+    ms, error = probes.connect_ms(settings.Probe("127.0.0.1", port), timeout=1.0)
     assert ms is None and error
 
 
@@ -785,3 +797,11 @@ def test_disk_network_sampler_warnings() -> None:
     assert sampler["process_samples"] == 3 and sampler["late_ms_median"] == 0.3
     assert sampler["process_interval_s"] == 0.5
     assert summary.warnings_of(records) == ["one", "two"]
+
+
+@given(st.lists(st.floats(-1e9, 1e9, allow_nan=False)))
+def test_median_is_the_statistics_median(values: list[float]) -> None:
+    import statistics
+
+    expected = statistics.median(values) if values else None
+    assert summary.median(values) == expected

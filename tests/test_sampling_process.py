@@ -10,11 +10,13 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import psutil
 import pytest
 
+from pytest_p3monitor.sampling import sampler
 from pytest_p3monitor.sampling.sampler import SamplerConfig, SamplerHandle
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
@@ -47,11 +49,12 @@ def test_process_sampler_keeps_time_and_sees_the_tree(tmp_path: Path) -> None:
         share = 100 * (time.process_time() - cpu) / (time.perf_counter() - wall)
     finally:
         child.wait()
+    pid = handle.pid
     records = handle.stop()
     assert handle.problems == []
-    assert not psutil.pid_exists(handle.pid or -1) or psutil.Process(handle.pid).status() == (
-        psutil.STATUS_ZOMBIE
-    )
+    handle.close()
+    assert handle.pid is None
+    assert not psutil.pid_exists(pid or -1)  # reaped: not even a zombie
     kinds = [r["kind"] for r in records]
     assert kinds[0] == "meta" and kinds[-1] == "end"
     procs = [r for r in records if r["kind"] == "proc"]
@@ -72,6 +75,7 @@ def test_thread_sampler_records_the_same_kinds() -> None:
     assert handle.mode == "thread" and handle.pid is None
     time.sleep(0.5)
     records = handle.stop()
+    handle.close()  # nothing to reap
     assert {"meta", "proc", "disk", "end"} <= {r["kind"] for r in records}
     assert len([r for r in records if r["kind"] == "proc"]) >= 3
 
@@ -80,6 +84,7 @@ def test_a_short_session_still_gets_a_sample_with_cpu() -> None:
     handle = SamplerHandle.start(_config(process_interval=5.0))
     time.sleep(1.0)  # long enough for the interpreter to start, shorter than the interval
     records = handle.stop()
+    handle.close()
     procs = [r for r in records if r["kind"] == "proc"]
     assert len(procs) == 2  # the first, and the final one taken when stopped
     assert procs[-1]["cpu_percent"] is not None
@@ -96,6 +101,7 @@ def test_probes_are_measured_at_start_and_end() -> None:
         handle = SamplerHandle.start(_config(probes=[f"127.0.0.1:{port}"]))
         time.sleep(0.5)
         records = handle.stop()
+        handle.close()
     finally:
         server.close()
     found = [r for r in records if r["kind"] == "probe"]
@@ -152,5 +158,76 @@ def test_a_crashed_sampler_is_reported() -> None:
     handle = SamplerHandle.start(_config(process_interval="soon"))
     time.sleep(0.5)
     handle.stop()
+    handle.close()
     assert handle.problems
     assert handle.problems[0].startswith("the sampler process failed")
+    assert "TypeError" in handle.problems[0]  # its last words on stderr
+
+
+def _after_main(monkeypatch: pytest.MonkeyPatch, code: str) -> None:
+    """Make the sampler process run ``code`` after ``main`` (after it has said DONE)."""
+    monkeypatch.setattr(sampler, "_BOOTSTRAP", sampler._BOOTSTRAP + code)
+
+
+def test_stop_returns_once_the_records_are_written_not_at_the_exit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _after_main(monkeypatch, "import time\ntime.sleep(30)\n")
+    handle = SamplerHandle.start(_config())
+    time.sleep(0.3)
+    pid = handle.pid
+    start = time.monotonic()
+    records = handle.stop()
+    assert time.monotonic() - start < 10  # not the 30 s the process lingers
+    assert records[-1]["kind"] == "end" and handle.problems == []
+    assert psutil.pid_exists(pid or -1)  # still there: reaped by close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ResourceWarning about a running process or pipe
+        handle.close(timeout=0.2)  # it is still sleeping: killed, and reaped
+    assert not psutil.pid_exists(pid or -1)
+    assert handle.problems == []
+
+
+def test_a_crash_after_the_records_are_written_is_harmless(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _after_main(monkeypatch, "raise SystemExit('crashed on the way out')\n")
+    handle = SamplerHandle.start(_config())
+    time.sleep(0.3)
+    records = handle.stop()
+    handle.close()
+    assert records[-1]["kind"] == "end"
+    assert handle.problems == []
+
+
+def test_a_sampler_that_never_finishes_is_stopped_after_the_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A process that ignores its closed stdin and never writes its records.
+    monkeypatch.setattr(sampler, "_BOOTSTRAP", "import time\ntime.sleep(30)\n")
+    handle = SamplerHandle.start(_config())
+    pid = handle.pid
+    start = time.monotonic()
+    assert handle.stop(timeout=0.5) == []
+    assert time.monotonic() - start < 5
+    handle.close()
+    assert not psutil.pid_exists(pid or -1)
+    assert len(handle.problems) == 1
+    assert "did not finish within" in handle.problems[0]
+
+
+def test_a_sampler_killed_before_it_finished_is_reported() -> None:
+    handle = SamplerHandle.start(_config())
+    time.sleep(0.3)
+    os.kill(handle.pid or -1, signal.SIGKILL)
+    time.sleep(0.1)
+    handle.stop()
+    handle.close()
+    assert handle.problems == ["the sampler process failed: killed by signal 9"]
+
+
+def test_close_without_stop_ends_the_sampler() -> None:
+    handle = SamplerHandle.start(_config())
+    pid = handle.pid
+    handle.close()
+    assert not psutil.pid_exists(pid or -1)

@@ -37,24 +37,28 @@ class ContainerNotReady(TimeoutError):
 
 
 class PhaseRecorder:
-    """The phases and service start-ups measured in this process, until drained."""
+    """The phases and service start-ups measured in this process, until drained.
+
+    ``entries`` is what waits to be drained: checking it (``if recorder.entries``) costs
+    nothing, where ``bool(recorder)`` calls a method, after every test.
+    """
 
     def __init__(self) -> None:
-        self._entries: list[dict[str, Any]] = []
+        self.entries: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
     def add(self, entry: dict[str, Any]) -> None:
         with self._lock:
-            self._entries.append(entry)
+            self.entries.append(entry)
 
     def drain(self) -> list[dict[str, Any]]:
         """Everything recorded since the last drain (and forget it)."""
         with self._lock:
-            entries, self._entries = self._entries, []
+            entries, self.entries = self.entries, []
         return entries
 
     def __bool__(self) -> bool:
-        return bool(self._entries)
+        return bool(self.entries)
 
 
 RECORDER_KEY = pytest.StashKey[PhaseRecorder]()

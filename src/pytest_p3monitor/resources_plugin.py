@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -27,26 +28,34 @@ import pytest
 from .config import Setting, parse_with, positive_float, setting, setting_list
 from .phases import RECORDER_KEY, PhaseRecorder, summarize
 from .report.terminal import fmt_bytes
-from .sampling import summary
-from .sampling.containers import ContainerSelection, parse_selection
 from .sampling.pertest import RSS_PEAK, TestMeter
-from .sampling.probes import Probe, parse_probe
-from .sampling.sampler import PROCESS_INTERVAL, SamplerConfig, SamplerHandle
+from .sampling.settings import (
+    PROCESS_INTERVAL,
+    ContainerSelection,
+    Probe,
+    parse_probe,
+    parse_selection,
+)
 from .warnings import SamplingWarning
 
+# Imported when used, on the controller only (xdist workers never need them): the sampler
+# when the session starts, the summaries at its end.
 if TYPE_CHECKING:
+    from .sampling.sampler import SamplerHandle
     from .session import MonitorSession
 
 METRIC_ENV_PREFIX = "P3MONITOR_METRIC_"
-_METRIC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*\Z")
-_METRIC_VALUE = re.compile(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(ms|s|m|min|h)?\s*\Z")
+# Patterns, not compiled regexes: compiling both at import took ~0.35 ms, for values that
+# are seldom given (re compiles and caches them on first use).
+_METRIC_NAME = r"[A-Za-z_][A-Za-z0-9_.:-]*\Z"
+_METRIC_VALUE = r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(ms|s|m|min|h)?\s*\Z"
 _UNIT_SECONDS = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "min": 60.0, "h": 3600.0}
 CONTAINERS_SHOWN = 5
 
 
 def parse_metric_value(text: str) -> float:
     """``12.5``, ``12.5s``, ``800ms``, ``3m``, ``1h`` -> seconds; ValueError otherwise."""
-    match = _METRIC_VALUE.match(text)
+    match = re.match(_METRIC_VALUE, text)
     if not match:
         raise ValueError(f"{text!r} is not a number of seconds (units: ms, s, m, h)")
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
@@ -58,16 +67,16 @@ def parse_metric(text: str) -> tuple[str, float]:
     name = name.strip()
     if not sep:
         raise ValueError(f"{text!r} has no '='")
-    if not _METRIC_NAME.match(name):
+    if not re.match(_METRIC_NAME, name):
         raise ValueError(f"{name!r} is not a metric name (letters, digits, _ . : -)")
     return name, parse_metric_value(value)
 
 
-def external_metrics(config: pytest.Config, environ: dict[str, str]) -> dict[str, float]:
+def external_metrics(config: pytest.Config, environ: Mapping[str, str]) -> dict[str, float]:
     """Durations from earlier CI steps: P3MONITOR_METRIC_<NAME> variables, then the CLI."""
     metrics: dict[str, float] = {}
-    for key in sorted(environ):
-        if key.startswith(METRIC_ENV_PREFIX) and len(key) > len(METRIC_ENV_PREFIX):
+    for key in sorted(k for k in environ if k.startswith(METRIC_ENV_PREFIX)):
+        if len(key) > len(METRIC_ENV_PREFIX):
             name = key[len(METRIC_ENV_PREFIX) :].lower()
             value = parse_with(
                 Setting(environ[key], key),
@@ -142,13 +151,15 @@ class ResourcesPlugin:
         self.selection = container_selection(config)
         probes, where = setting_list(config, "p3monitor_probes")
         self.probes = parse_probes(probes, where)
-        self.metrics = external_metrics(config, dict(os.environ))
+        self.metrics = external_metrics(config, os.environ)
 
     # -- controller: the session sampler --------------------------------------------------------
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         if self.is_worker:
             return
         self.runs_tests = not self.config.pluginmanager.hasplugin("dsession")
+        from .sampling.sampler import SamplerConfig, SamplerHandle
+
         config = SamplerConfig(
             root_pid=os.getpid(),
             process_interval=self.interval,
@@ -163,20 +174,26 @@ class ResourcesPlugin:
             self.monitor.warn(f"resource sampling not started: {exc}", SamplingWarning)
 
     def _stop_sampler(self) -> None:
-        handle, self.handle = self.handle, None
-        if handle is None:
+        handle = self.handle
+        if handle is None or handle.stopped:
             return
+        from .sampling.summary import warnings_of
+
+        # Returns once the sampler has written its records; it is reaped at unconfigure.
         self.records = handle.stop()
         self.mode = handle.mode
         for problem in handle.problems:
             self.monitor.warn(problem, SamplingWarning)
-        for text in summary.warnings_of(self.records):
+        for text in warnings_of(self.records):
             self.monitor.warn(text, SamplingWarning)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        if self.handle is not None:  # the session ended before the report was built
-            handle, self.handle = self.handle, None
-            handle.stop(timeout=5.0)
+        handle, self.handle = self.handle, None
+        if handle is not None:
+            if not handle.stopped:  # the session ended before the report was built
+                handle.stop(timeout=5.0)
+            # After the summary and the store, the sampler has normally exited: no wait.
+            handle.close()
         self.meter.close()
 
     # -- wherever tests run: per-test figures -----------------------------------------------
@@ -187,25 +204,31 @@ class ResourcesPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        # tryfirst: before xdist serializes the report for the controller.
+        # tryfirst: before the session folds the report into the test's record, and before
+        # xdist serializes it for the controller. Called three times per test: the setup
+        # and call reports return at once.
         if report.when != "teardown":
             return
+        attrs = report.__dict__  # the optional attributes, without getattr's defaults
         if self.runs_tests:
             figures = self.meter.stop()
-            existing = getattr(report, "p3monitor", None)
+            existing = attrs.get("p3monitor")
             if isinstance(existing, dict):
                 existing.update(figures)
             else:
-                report.p3monitor = figures  # type: ignore[attr-defined]
-            if self.recorder:
-                report.p3monitor_phases = self.recorder.drain()  # type: ignore[attr-defined]
-        if not self.is_worker:
-            entries = getattr(report, "p3monitor_phases", None)
+                attrs["p3monitor"] = figures
+            if self.recorder.entries:
+                if self.is_worker:  # they travel to the controller on the report
+                    attrs["p3monitor_phases"] = self.recorder.drain()
+                else:
+                    self.phase_entries.extend(self.recorder.drain())
+        elif not self.is_worker:  # the xdist controller: phases measured in a worker
+            entries = attrs.get("p3monitor_phases")
             if isinstance(entries, list):
                 self.phase_entries.extend(e for e in entries if isinstance(e, dict))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.is_worker and self.recorder:
+        if self.is_worker and self.recorder.entries:
             # Phases measured after the last test's teardown report: send them along.
             workeroutput: dict[str, Any] = getattr(self.config, "workeroutput", {})
             workeroutput["p3monitor_phases"] = self.recorder.drain()
@@ -220,6 +243,8 @@ class ResourcesPlugin:
     def pytest_p3monitor_measure(self, monitor: MonitorSession, report: dict[str, Any]) -> None:
         if self.is_worker:
             return
+        from .sampling import summary
+
         self._stop_sampler()
         records = self.records
         metrics = report["metrics"]
@@ -243,7 +268,7 @@ class ResourcesPlugin:
         usage["network"] = summary.network_summary(records)
         usage["sampler"] = summary.sampler_summary(records, self.mode)
 
-        self._per_test(monitor, report)
+        self._per_test(monitor)
 
         self.phase_entries.extend(self.recorder.drain())
         phases, services = summarize(self.phase_entries)
@@ -254,19 +279,17 @@ class ResourcesPlugin:
         performance["phases"] = merged
         performance["services"] = services
 
-    def _per_test(self, monitor: MonitorSession, report: dict[str, Any]) -> None:
-        tests = [(r.nodeid, r.start, r.stop) for r in monitor.records.values()]
-        peaks = summary.per_test_container_peaks(self.records, tests)
-        if not peaks:
+    def _per_test(self, monitor: MonitorSession) -> None:
+        """Each test's container peaks, on its record (the report's entries come from those)."""
+        from .sampling.summary import per_test_container_peaks
+
+        if not any(r.get("kind") == "container" for r in self.records):
             return
-        for nodeid, figures in peaks.items():
+        tests = [(r.nodeid, r.start, r.stop) for r in monitor.records.values()]
+        for nodeid, figures in per_test_container_peaks(self.records, tests).items():
             record = monitor.records.get(nodeid)
             if record is not None:
                 record.figures.update(figures)
-        for entry in report.get("tests") or []:
-            found = peaks.get(entry.get("nodeid"))
-            if found:
-                entry.update(found)
 
     def pytest_p3monitor_terminal_summary(
         self,

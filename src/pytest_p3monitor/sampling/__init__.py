@@ -4,10 +4,11 @@ Modules, lightest first:
 
 - :mod:`.pertest` - per-test CPU time, peak RSS and I/O of the test process (a few
   microseconds per test; no third-party import);
+- :mod:`.settings` - the parsing of what the sampler is asked to sample (containers,
+  probes), all that pytest imports at configure time besides :mod:`.pertest`;
 - :mod:`.cgroup` - cgroup v1 / v2 discovery and reading (stdlib only);
 - :mod:`.procs` - the pytest process tree through psutil;
-- :mod:`.containers` - Docker containers through the docker SDK, and the parsing of
-  ``--p3monitor-containers`` filters;
+- :mod:`.containers` - Docker containers through the docker SDK;
 - :mod:`.probes` - disk free space, TCP connect latency probes;
 - :mod:`.sampler` - the sampling loop, run in a separate process (or a thread);
 - :mod:`.summary` - pure functions turning samples into peaks, means and per-test peaks.

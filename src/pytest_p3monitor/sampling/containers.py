@@ -1,11 +1,11 @@
 """Containers through the Docker Engine API: which ones, and their CPU, memory, network, I/O.
 
-Which containers: ``--p3monitor-containers`` / ini ``p3monitor_containers`` take ``none``,
-``all``, or Docker filters ``key=value`` (repeatable; the same key repeated means any of
-the values, different keys must all match, as with ``docker ps --filter``). Unset means
-``auto``: all running containers when a Docker engine is configured, nothing and no warning
-otherwise. Containers are listed again at every sample, so ones started by fixtures during
-the session are included.
+Which containers (parsed in :mod:`.settings`): ``--p3monitor-containers`` / ini
+``p3monitor_containers`` take ``none``, ``all``, or Docker filters ``key=value``
+(repeatable; the same key repeated means any of the values, different keys must all match,
+as with ``docker ps --filter``). Unset means ``auto``: all running containers when a
+Docker engine is configured, nothing and no warning otherwise. Containers are listed again
+at every sample, so ones started by fixtures during the session are included.
 
 Figures, per ``docker stats`` but computed here so that any engine works:
 
@@ -24,93 +24,16 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
-#: ``docker ps --filter`` keys the Engine API accepts for listing containers.
+from .settings import ContainerSelection
+
 #: Failed stats reads in a row after which a container is warned about.
 STATS_FAILURES_WARNED = 3
 
-FILTER_KEYS = frozenset(
-    {
-        "ancestor",
-        "before",
-        "expose",
-        "exited",
-        "health",
-        "id",
-        "isolation",
-        "is-task",
-        "label",
-        "name",
-        "network",
-        "publish",
-        "since",
-        "status",
-        "volume",
-    }
-)
-_CLOSED_VALUES = {
-    "status": frozenset(
-        {"created", "restarting", "running", "removing", "paused", "exited", "dead"}
-    ),
-    "health": frozenset({"starting", "healthy", "unhealthy", "none"}),
-    "is-task": frozenset({"true", "false"}),
-}
-
-Mode = Literal["auto", "none", "all", "filters"]
 Warn = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class ContainerSelection:
-    """Which containers to sample."""
-
-    mode: Mode = "auto"
-    filters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-
-    def describe(self) -> str:
-        if self.mode != "filters":
-            return self.mode
-        return " ".join(f"{k}={v}" for k, values in self.filters.items() for v in values)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"mode": self.mode, "filters": {k: list(v) for k, v in self.filters.items()}}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ContainerSelection:
-        filters = {str(k): tuple(str(x) for x in v) for k, v in data.get("filters", {}).items()}
-        return cls(mode=data.get("mode", "auto"), filters=filters)
-
-
-def parse_selection(values: Iterable[str]) -> ContainerSelection:
-    """Parse the option's values; raise ValueError saying what is wrong and the accepted form."""
-    items = [v.strip() for v in values if v.strip()]
-    if not items:
-        return ContainerSelection("auto")
-    words = {item.lower() for item in items if "=" not in item}
-    if words & {"none", "all"}:
-        if len(items) > 1:
-            raise ValueError(f"{' and '.join(sorted(words))} cannot be combined with other values")
-        return ContainerSelection("none" if "none" in words else "all")
-    filters: dict[str, list[str]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip().lower()
-        value = value.strip()
-        if not sep or not key or not value:
-            raise ValueError(f"{item!r} is not none, all or a filter KEY=VALUE")
-        if key not in FILTER_KEYS:
-            raise ValueError(
-                f"unknown filter key {key!r} in {item!r}; "
-                f"known keys: {', '.join(sorted(FILTER_KEYS))}"
-            )
-        allowed = _CLOSED_VALUES.get(key)
-        if allowed is not None and value.lower() not in allowed:
-            raise ValueError(f"{item!r}: {key} must be one of {', '.join(sorted(allowed))}")
-        filters.setdefault(key, []).append(value)
-    return ContainerSelection("filters", {k: tuple(v) for k, v in filters.items()})
 
 
 # --- pure figures from one stats answer ---------------------------------------------------

@@ -15,15 +15,12 @@ come from the block counts of ``getrusage``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import time
+from os import getpid, pread, write
 from typing import Any
-
-try:
-    import resource
-except ImportError:  # pragma: no cover - Windows
-    resource = None  # type: ignore[assignment]
 
 #: Figure names (keys of ``TestRecord.figures``), all for one test: setup, call and teardown.
 CPU_TIME = "cpu_time_s"
@@ -75,6 +72,16 @@ class TestMeter:
     reset high-water mark and the peaks of threads that have exited, which the reset does
     not touch). When such an old thread peak is above the RSS at the start of a test it
     would hide the test's own peak: then, and only then, ``VmHWM`` is read instead.
+
+    ``start`` and ``stop`` run for every test, so they are written for speed: no helper
+    method calls on the way (each costs a frame), the system calls bound as module globals
+    (``getrusage`` with its argument as a ``partial``: one C call), ``/proc/self/io`` kept
+    raw at the start and both texts parsed at the stop with one ``split`` each, its layout
+    checked once in ``_open`` rather than at every read, ``try`` rather than
+    ``contextlib.suppress`` (no context manager object per test). Measured with callgrind,
+    in user space: start+stop took ~33,000 instructions before this and ~29,000 after; the
+    six system calls alone take ~9,500 of them, and the same work written as straight-line
+    code without error handling ~26,000.
     """
 
     __test__ = False  # not a test class, despite the name
@@ -83,8 +90,8 @@ class TestMeter:
         self._pid = -1
         self._status_fd = self._statm_fd = self._io_fd = self._clear_fd = -1
         self._usage0: Any = None
-        self._chars0: tuple[int, int] | None = None
-        self._own_chars = 0
+        self._io0 = b""  # /proc/self/io at the start of the test
+        self._io_fixed = False  # whether /proc/self/io starts "rchar: N wchar: N"
         self._stale = False
         self._page = 4096
         self.reset_works = False
@@ -99,6 +106,8 @@ class TestMeter:
             self._page = os.sysconf("SC_PAGE_SIZE")
         with contextlib.suppress(OSError):
             self._io_fd = os.open("/proc/self/io", os.O_RDONLY)
+            parts = os.pread(self._io_fd, 1024, 0).split(None, 4)
+            self._io_fixed = parts[0] == b"rchar:" and parts[2] == b"wchar:"
         try:
             self._status_fd = os.open("/proc/self/status", os.O_RDONLY)
             self._statm_fd = os.open("/proc/self/statm", os.O_RDONLY)
@@ -122,46 +131,40 @@ class TestMeter:
                     os.close(fd)
         self._status_fd = self._statm_fd = self._io_fd = self._clear_fd = -1
 
-    def _chars(self) -> tuple[int, int] | None:
-        """(rchar, wchar) of ``/proc/self/io``, leaving this read itself out."""
-        if self._io_fd < 0:
-            return None
-        try:
-            data = os.pread(self._io_fd, 1024, 0)
-            parts = data.split(None, 4)
-            if parts[0] != b"rchar:" or parts[2] != b"wchar:":
-                rchar, wchar, _, _ = _parse_io(data)
-            else:
-                rchar, wchar = int(parts[1]), int(parts[3])
-        except (OSError, ValueError, IndexError):
-            return None
-        # The read counts in rchar once it returns.
-        self._own_chars = len(data)
-        return rchar, wchar
-
     def start(self) -> None:
         """Begin measuring a test."""
-        if os.getpid() != self._pid:  # forked: /proc/self was resolved for the parent
+        if getpid() != self._pid:  # forked: /proc/self was resolved for the parent
             self._open()
         if self.reset_works:
             try:
-                os.write(self._clear_fd, b"5")
-                usage = _getrusage()
-                resident = int(os.pread(self._statm_fd, 256, 0).split(None, 2)[1]) * self._page
+                write(self._clear_fd, b"5")
+                usage = _rusage()
+                # statm: "size resident shared ..." in pages
+                resident = int(pread(self._statm_fd, 256, 0).split(None, 2)[1]) * self._page
                 self._stale = usage.ru_maxrss * _MAXRSS_UNIT > resident + 262144
             except (OSError, ValueError, IndexError):
-                self.reset_works = False
-                usage = _getrusage()
+                self.reset_works = self._stale = False
+                usage = _rusage()
         else:
-            usage = _getrusage()
+            usage = _rusage()
         self._usage0 = usage
-        self._chars0 = self._chars()
+        if self._io_fd >= 0:
+            try:
+                self._io0 = pread(self._io_fd, 1024, 0)
+            except OSError:
+                self._io0 = b""
 
     def stop(self) -> dict[str, float]:
         """The figures of the test since :meth:`start`."""
-        usage = _getrusage()
-        own_chars = self._own_chars
-        chars = self._chars()
+        usage = _rusage()
+        io0 = self._io0
+        io1 = b""
+        if io0:
+            # try/except rather than contextlib.suppress: no context manager object per test
+            try:  # noqa: SIM105
+                io1 = pread(self._io_fd, 1024, 0)
+            except OSError:
+                pass
         before = self._usage0
         if before is None:
             return {}
@@ -171,23 +174,42 @@ class TestMeter:
             READ_BYTES: (usage.ru_inblock - before.ru_inblock) * 512,
             WRITE_BYTES: (usage.ru_oublock - before.ru_oublock) * 512,
         }
-        peak: int | None = usage.ru_maxrss * _MAXRSS_UNIT or None
-        if self.reset_works and self._stale and usage.ru_maxrss <= before.ru_maxrss:
+        peak = usage.ru_maxrss * _MAXRSS_UNIT
+        if self._stale and usage.ru_maxrss <= before.ru_maxrss:
             with contextlib.suppress(OSError):
-                peak = _parse_hwm(os.pread(self._status_fd, 4096, 0)) or peak
-        if peak is not None:
+                peak = _parse_hwm(pread(self._status_fd, 4096, 0)) or peak
+        if peak:
             figures[RSS_PEAK] = peak
-        chars0 = self._chars0
-        if chars is not None and chars0 is not None:
-            figures[READ_CHARS] = chars[0] - chars0[0] - own_chars
-            figures[WRITE_CHARS] = chars[1] - chars0[1]
+        if io1:
+            try:
+                if self._io_fixed:
+                    _, rchar0, _, wchar0, _ = io0.split(None, 4)
+                    _, rchar1, _, wchar1, _ = io1.split(None, 4)
+                    read_chars = int(rchar1) - int(rchar0)
+                    write_chars = int(wchar1) - int(wchar0)
+                else:
+                    counts0, counts1 = _parse_io(io0), _parse_io(io1)
+                    read_chars = counts1[0] - counts0[0]
+                    write_chars = counts1[1] - counts0[1]
+            except ValueError:
+                pass
+            else:
+                # The start's read counts in rchar once it has returned: leave it out.
+                figures[READ_CHARS] = read_chars - len(io0)
+                figures[WRITE_CHARS] = write_chars
         return figures
 
 
-def _getrusage() -> Any:
-    if resource is None:  # pragma: no cover - Windows
+if sys.platform == "win32":  # pragma: no cover - Windows: only the CPU time
+
+    def _rusage() -> Any:
         return _NoUsage()
-    return resource.getrusage(resource.RUSAGE_SELF)
+
+else:
+    import resource
+
+    # One C call without a Python frame around it.
+    _rusage = functools.partial(resource.getrusage, resource.RUSAGE_SELF)
 
 
 class _NoUsage:  # pragma: no cover - Windows: only the CPU time, from the process clock

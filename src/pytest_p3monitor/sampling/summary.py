@@ -7,7 +7,6 @@ reads a clock or a file, so all of it is tested with made-up records.
 from __future__ import annotations
 
 import bisect
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -51,6 +50,16 @@ def counter_total(values: Sequence[int | float], baseline: float | None = None) 
             total += value - previous if value >= previous else value
         previous = value
     return total
+
+
+def median(values: Sequence[float]) -> float | None:
+    """The median, as ``statistics.median`` (which costs ~3 ms to import, for one call)."""
+    ordered = sorted(values)
+    n = len(ordered)
+    if not n:
+        return None
+    middle = n // 2
+    return ordered[middle] if n % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def _peak(values: Iterable[float | None]) -> float | None:
@@ -266,7 +275,7 @@ def sampler_summary(records: Sequence[Record], mode: str) -> dict[str, Any]:
         "mode": mode,
         "process_interval_s": interval,
         "process_samples": len(late),
-        "late_ms_median": statistics.median(late) if late else None,
+        "late_ms_median": median(late),
         "late_ms_max": max(late) if late else None,
     }
 
