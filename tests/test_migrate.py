@@ -62,7 +62,7 @@ def snapshot(url: str) -> list[tuple[Any, ...]]:
     try:
         out = []
         for row in reversed(store.recent_runs(limit=10_000)):
-            fields = {k: v for k, v in vars(row).items() if k != "run_seq"}
+            fields = {k: v for k, v in row._asdict().items() if k != "run_seq"}
             out.append((repr(fields), store.run_tests(row.run_seq)))
         return out
     finally:

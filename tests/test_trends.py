@@ -65,7 +65,7 @@ def test_percentile() -> None:
 def test_run_peaks() -> None:
     assert run_peaks(row(1, NOW, mem=55.5, rss=1e8)) == (55.5, 1e8)
     assert run_peaks(row(1, NOW)) == (None, None)
-    odd = RunRow(**{**row(1, NOW).__dict__, "metrics": {"metrics": {"resource_usage": 3}}})
+    odd = row(1, NOW)._replace(metrics={"metrics": {"resource_usage": 3}})
     assert run_peaks(odd) == (None, None)
 
 

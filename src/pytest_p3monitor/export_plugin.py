@@ -23,9 +23,8 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 
@@ -66,8 +65,7 @@ def _job(text: str) -> str:
     return value
 
 
-@dataclass
-class Outcome:
+class Outcome(NamedTuple):
     """What one exporter did, for the terminal summary."""
 
     what: str

@@ -20,8 +20,7 @@ FAILING_OUTCOMES: frozenset[str] = frozenset({"failed", "error"})
 PASSING_OUTCOMES: frozenset[str] = frozenset({"passed", "xfailed"})
 
 
-@dataclass(frozen=True)
-class CIInfo:
+class CIInfo(NamedTuple):
     """Where a run happened, as the CI system tells it (all None outside CI)."""
 
     provider: str | None = None
@@ -38,7 +37,7 @@ class RunInfo:
     started_at: float  # epoch seconds
     commit: str | None = None
     branch: str | None = None
-    ci: CIInfo = field(default_factory=CIInfo)
+    ci: CIInfo = CIInfo()
     hostname: str = ""
     python: str = ""
     pytest: str = ""
@@ -47,7 +46,9 @@ class RunInfo:
     exit_status: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["ci"] = self.ci._asdict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunInfo:
@@ -114,9 +115,12 @@ class HistoryRow(NamedTuple):
     message: str | None = None
 
 
-@dataclass(frozen=True)
-class RunRow:
-    """One past run with its counts, as the store returns it."""
+class RunRow(NamedTuple):
+    """One past run with its counts, as the store returns it.
+
+    Named tuples here (and for :class:`CIInfo`, :class:`HistoryRow`): immutable records that
+    cost a tenth of a frozen dataclass to define, which every ``--p3monitor`` session pays.
+    """
 
     run_seq: int
     run: RunInfo
@@ -130,7 +134,7 @@ class RunRow:
     reruns: int
     test_execution_time_s: float
     #: session-level figures stored with the run (resource peaks, phases, health score ...)
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any]
 
     @property
     def success_rate(self) -> float | None:
