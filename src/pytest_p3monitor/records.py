@@ -29,6 +29,10 @@ class CIInfo(NamedTuple):
     url: str | None = None
 
 
+#: A run outside CI (immutable, so one value serves every run).
+NO_CI = CIInfo()
+
+
 @dataclass
 class RunInfo:
     """One pytest session."""
@@ -37,7 +41,7 @@ class RunInfo:
     started_at: float  # epoch seconds
     commit: str | None = None
     branch: str | None = None
-    ci: CIInfo = CIInfo()
+    ci: CIInfo = NO_CI
     hostname: str = ""
     python: str = ""
     pytest: str = ""
