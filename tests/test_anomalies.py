@@ -49,6 +49,7 @@ def run_row(seq: int, exec_time: float = 10.0, tests: int = 10, failed: int = 0)
         xpassed=0,
         reruns=0,
         test_execution_time_s=exec_time,
+        metrics={},
     )
 
 
