@@ -93,7 +93,14 @@ def test_run_and_results_round_trip(store: SQLStore) -> None:
             start=1001.0,
             stop=1003.25,
             worker="gw0",
-            figures={"rss_bytes_peak": 1024.0},
+            # the meter's figures have columns; the others go in the figures JSON
+            figures={
+                "cpu_time_s": 0.25,
+                "rss_peak_bytes": 48_000_000,
+                "read_chars": 12,
+                "container.db.cpu_percent_peak": 12.5,
+                "flag": True,
+            },
         ),
         record("t.py::test_b[ü-€]", "failed", reruns=2, message="assert 1 == 2 ✗", worker="gw1"),
         record("t.py::test_c", "skipped"),

@@ -118,3 +118,70 @@ def test_text_no_backend_can_encode_is_cleaned_not_lost(store: Store) -> None:
     ((nodeid, rows),) = list(store.histories())
     assert nodeid == "t.py::test[?]"
     assert rows[0].message == "nul\ufffd and ?"
+
+
+def test_figures_columns_and_json_round_trip(store: Store, tmp_path: Path) -> None:
+    meter = {"cpu_time_s": 0.125, "rss_peak_bytes": 48_000_000, "read_bytes": 0,
+             "write_bytes": 4096, "read_chars": 120, "write_chars": 20}  # fmt: skip
+    only_meter = TestRecord(nodeid="t.py::a", figures=dict(meter))
+    mixed = TestRecord(
+        nodeid="t.py::b",
+        # a container peak, a bool and a text under a column's name go in the JSON
+        figures={
+            "cpu_time_s": 0.5,
+            "container.db.cpu_percent_peak": 12.5,
+            "read_bytes": True,
+            "write_chars": "many",
+        },
+    )
+    store.save_run(RunInfo(run_id="r", started_at=1.0), [only_meter, mixed], {})
+    ((seq, *_),) = list(store.recent_runs())
+    assert store.run_tests(seq) == [only_meter, mixed]  # type: ignore[attr-defined]
+    conn = sqlite3.connect(tmp_path / "s" / "results.db")
+    rows = dict(
+        conn.execute(
+            "SELECT t.nodeid, r.figures FROM p3m_results r JOIN p3m_tests t ON t.id = r.test"
+        ).fetchall()
+    )
+    assert rows["t.py::a"] is None  # every figure in its column
+    assert conn.execute(
+        "SELECT sum(rss_peak_bytes), sum(cpu_time_s) FROM p3m_results"
+    ).fetchone() == (
+        48_000_000,
+        0.625,
+    )
+
+
+def test_schema_2_store_migrates_keeping_its_figures(tmp_path: Path) -> None:
+    from pytest_p3monitor.store.schema import statements
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for step, stmts in enumerate(statements("sqlite", 0)[:2], start=1):
+        for stmt in stmts:
+            conn.execute(stmt)
+        conn.execute("INSERT OR REPLACE INTO p3m_meta VALUES ('schema_version', ?)", (str(step),))
+    conn.execute(
+        "INSERT INTO p3m_runs (run_id, started_at, tests, passed, failed, errors, skipped,"
+        " xfailed, xpassed, reruns, test_execution_time_s, metrics)"
+        " VALUES ('old', 1.0, 1, 1, 0, 0, 0, 0, 0, 0, 0.5, '{}')"
+    )
+    conn.execute("INSERT INTO p3m_tests (nodeid) VALUES ('t.py::old')")
+    conn.execute(
+        "INSERT INTO p3m_results (test, run, outcome, setup_s, call_s, teardown_s, reruns,"
+        " figures) VALUES (1, 1, 'passed', 0, 0.5, 0, 0, ?)",
+        ('{"cpu_time_s":0.5,"rss_peak_bytes":7}',),
+    )
+    conn.close()
+    store = open_store(str(path))
+    try:
+        ((seq, *_),) = list(store.recent_runs())
+        (old,) = store.run_tests(seq)  # type: ignore[attr-defined]
+        assert old.figures == {"cpu_time_s": 0.5, "rss_peak_bytes": 7}
+        new = TestRecord(nodeid="t.py::old", figures={"cpu_time_s": 0.25})
+        store.save_run(RunInfo(run_id="new", started_at=2.0), [new], {})
+        assert [r.run.run_id for r in store.recent_runs()] == ["new", "old"]
+    finally:
+        store.close()
+    version = sqlite3.connect(path).execute("SELECT value FROM p3m_meta").fetchone()
+    assert version == (str(SCHEMA_VERSION),)

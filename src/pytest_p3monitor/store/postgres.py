@@ -33,9 +33,10 @@ from psycopg.conninfo import conninfo_to_dict
 from ..records import HistoryRow, RunInfo, RunRow, TestRecord
 from . import redact_url
 from .base import SchemaTooNew, StoreCorrupt, StoreError, StoreUnavailable
-from .schema import SCHEMA_VERSION, statements
+from .schema import FIGURE_COLUMNS, SCHEMA_VERSION, statements
 from .sql import (
     MAX_WINDOW,
+    RESULT_COLUMNS,
     SQLStore,
     batched_rows,
     group_histories,
@@ -76,12 +77,11 @@ _LOAD_TABLE = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS p3m_load (nodeid TEXT, file TEXT, line INTEGER,"
     " outcome TEXT, setup_s DOUBLE PRECISION, call_s DOUBLE PRECISION,"
     " teardown_s DOUBLE PRECISION, start_at DOUBLE PRECISION, stop_at DOUBLE PRECISION,"
-    " reruns INTEGER, worker TEXT, message TEXT, figures TEXT) ON COMMIT DELETE ROWS"
+    " reruns INTEGER, worker TEXT, message TEXT, figures TEXT, "
+    + ", ".join(f"{name} DOUBLE PRECISION" for name in FIGURE_COLUMNS)
+    + ") ON COMMIT DELETE ROWS"
 )
-_LOAD_COPY = (
-    "COPY p3m_load (nodeid, file, line, outcome, setup_s, call_s, teardown_s, start_at,"
-    " stop_at, reruns, worker, message, figures) FROM STDIN"
-)
+_LOAD_COPY = f"COPY p3m_load (nodeid, file, line, {RESULT_COLUMNS}) FROM STDIN"
 # Only the node ids not stored yet, in one order for every writer (no lock cycles).
 _TESTS_INSERT = (
     "INSERT INTO p3m_tests (nodeid, file, line)"
@@ -90,11 +90,15 @@ _TESTS_INSERT = (
     " ORDER BY l.nodeid ON CONFLICT (nodeid) DO NOTHING"
 )
 _RESULTS_INSERT = (
-    "INSERT INTO p3m_results (test, run, outcome, setup_s, call_s, teardown_s, start_at,"
-    " stop_at, reruns, worker, message, figures)"
+    f"INSERT INTO p3m_results (test, run, {RESULT_COLUMNS})"
     " SELECT t.id, %s, l.outcome, l.setup_s, l.call_s, l.teardown_s, l.start_at, l.stop_at,"
-    " l.reruns, l.worker, l.message, l.figures"
-    " FROM p3m_load l JOIN p3m_tests t ON t.nodeid = l.nodeid"
+    " l.reruns, l.worker, l.message, l.figures, "
+    # the byte counts are whole numbers; the load table takes any number
+    + ", ".join(
+        f"l.{name}" if name == "cpu_time_s" else f"round(l.{name})::bigint"
+        for name in FIGURE_COLUMNS
+    )
+    + " FROM p3m_load l JOIN p3m_tests t ON t.nodeid = l.nodeid"
 )
 
 

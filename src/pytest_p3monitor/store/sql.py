@@ -16,6 +16,7 @@ from typing import Any
 
 from ..records import CIInfo, HistoryRow, RunInfo, RunRow, TestRecord, execution_time_s
 from .base import Store
+from .schema import FIGURE_COLUMNS
 
 _RUN_COLUMNS = (
     "seq, run_id, started_at, finished_at, commit_sha, branch, ci_provider, ci_run_id, ci_job,"
@@ -114,8 +115,28 @@ def _json_or_none(value: dict[str, float]) -> str | None:
     return _compact_json(value) if value else None
 
 
+#: The columns of a result after its test and run, in the order of :func:`result_values`.
+RESULT_COLUMNS = (
+    "outcome, setup_s, call_s, teardown_s, start_at, stop_at, reruns, worker, message, figures, "
+    + ", ".join(FIGURE_COLUMNS)
+)
+_FIGURE_SET = frozenset(FIGURE_COLUMNS)
+_NUMBER = frozenset({int, float})  # exact types: a bool figure is kept in the JSON
+_NUMBER_OR_NONE = frozenset({int, float, type(None)})
+
+
 def result_values(t: TestRecord) -> tuple[Any, ...]:
-    """A result's columns after its test and run (outcome ... figures), for every backend."""
+    """A result's columns after its test and run (:data:`RESULT_COLUMNS`), for every backend."""
+    figures = t.figures
+    get = figures.get
+    typed = [get(name) for name in FIGURE_COLUMNS]
+    if figures.keys() <= _FIGURE_SET and set(map(type, typed)) <= _NUMBER_OR_NONE:
+        other = None  # the usual case: only the meter's figures, each in its column
+    else:
+        typed = [v if type(v) in _NUMBER_OR_NONE else None for v in typed]
+        other = _json_or_none(
+            {k: v for k, v in figures.items() if k not in _FIGURE_SET or type(v) not in _NUMBER}
+        )
     return (
         t.outcome,
         t.setup_s,
@@ -126,8 +147,23 @@ def result_values(t: TestRecord) -> tuple[Any, ...]:
         t.reruns,
         clean_text(t.worker),
         clean_text(t.message),
-        _json_or_none(t.figures),
+        other,
+        *typed,
     )
+
+
+def stored_figures(other: str | None, columns: Sequence[Any]) -> dict[str, Any]:
+    """A result's figures from its ``figures`` JSON and its figure columns (read back)."""
+    try:
+        figures = json.loads(other) if other else {}
+    except ValueError:
+        figures = {}
+    if not isinstance(figures, dict):
+        figures = {}
+    for name, value in zip(FIGURE_COLUMNS, columns, strict=True):
+        if value is not None:
+            figures[name] = value
+    return figures
 
 
 class SQLStore(Store):
@@ -169,10 +205,10 @@ class SQLStore(Store):
             self._insert_tests(cur, tests)
             cur.executemany(
                 self.q(
-                    "INSERT INTO p3m_results (test, run, outcome, setup_s, call_s, teardown_s,"
-                    " start_at, stop_at, reruns, worker, message, figures)"
-                    " VALUES ((SELECT id FROM p3m_tests WHERE nodeid = ?),"
-                    " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    f"INSERT INTO p3m_results (test, run, {RESULT_COLUMNS})"
+                    " VALUES ((SELECT id FROM p3m_tests WHERE nodeid = ?), ?"
+                    + ", ?" * (10 + len(FIGURE_COLUMNS))
+                    + ")"
                 ),
                 [(clean_text(t.nodeid), seq, *result_values(t)) for t in tests],
             )
@@ -288,18 +324,16 @@ class SQLStore(Store):
         cur.execute(
             self.q(
                 "SELECT t.nodeid, r.outcome, t.file, t.line, r.setup_s, r.call_s, r.teardown_s,"
-                " r.start_at, r.stop_at, r.reruns, r.worker, r.message, r.figures"
-                " FROM p3m_results r JOIN p3m_tests t ON t.id = r.test WHERE r.run = ?"
+                " r.start_at, r.stop_at, r.reruns, r.worker, r.message, r.figures, "
+                + ", ".join(f"r.{name}" for name in FIGURE_COLUMNS)
+                + " FROM p3m_results r JOIN p3m_tests t ON t.id = r.test WHERE r.run = ?"
                 " ORDER BY t.nodeid"
             ),
             (run_seq,),
         )
         records = []
         for row in cur.fetchall():
-            try:
-                figures = json.loads(row[12]) if row[12] else {}
-            except ValueError:
-                figures = {}
+            figures = stored_figures(row[12], row[13:])
             (nodeid, outcome, file, line, setup_s, call_s, teardown_s) = row[:7]
             (start, stop, reruns, worker, message) = row[7:12]
             records.append(
