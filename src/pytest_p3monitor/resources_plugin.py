@@ -155,9 +155,11 @@ class ResourcesPlugin:
 
     # -- controller: the session sampler --------------------------------------------------------
     def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if not self.is_worker:
+            self.runs_tests = not self.config.pluginmanager.hasplugin("dsession")
+        self._register_meter()
         if self.is_worker:
             return
-        self.runs_tests = not self.config.pluginmanager.hasplugin("dsession")
         from .sampling.sampler import SamplerConfig, SamplerHandle
 
         config = SamplerConfig(
@@ -197,35 +199,22 @@ class ResourcesPlugin:
         self.meter.close()
 
     # -- wherever tests run: per-test figures -----------------------------------------------
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
-        if self.runs_tests:
-            self.meter.start()
+    def _register_meter(self) -> None:
+        """The per-test hooks this process needs, as a plugin of their own.
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        # tryfirst: before the session folds the report into the test's record, and before
-        # xdist serializes it for the controller. Called three times per test: the setup
-        # and call reports return at once.
-        if report.when != "teardown":
-            return
-        attrs = report.__dict__  # the optional attributes, without getattr's defaults
-        if self.runs_tests:
-            figures = self.meter.stop()
-            existing = attrs.get("p3monitor")
-            if isinstance(existing, dict):
-                existing.update(figures)
-            else:
-                attrs["p3monitor"] = figures
-            if self.recorder.entries:
-                if self.is_worker:  # they travel to the controller on the report
-                    attrs["p3monitor_phases"] = self.recorder.drain()
-                else:
-                    self.phase_entries.extend(self.recorder.drain())
-        elif not self.is_worker:  # the xdist controller: phases measured in a worker
-            entries = attrs.get("p3monitor_phases")
-            if isinstance(entries, list):
-                self.phase_entries.extend(e for e in entries if isinstance(e, dict))
+        Three shapes, so that the common one (no xdist) pays two hook calls per test, not
+        four: there the figures go straight into the test's record when it finishes; an
+        xdist worker puts them on the teardown report, which carries them to the
+        controller; the controller only collects the phases the workers measured.
+        """
+        meter: object
+        if self.is_worker:
+            meter = _ReportMeter(self)
+        elif self.runs_tests:
+            meter = _LocalMeter(self)
+        else:
+            meter = _PhaseCollector(self)
+        self.config.pluginmanager.register(meter, "p3monitor-meter")
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.is_worker and self.recorder.entries:
@@ -301,6 +290,68 @@ class ResourcesPlugin:
             return
         for line in summary_lines(report):
             terminalreporter.write_line(line)
+
+
+class _LocalMeter:
+    """Per-test figures where the tests run in this process (no xdist)."""
+
+    def __init__(self, plugin: ResourcesPlugin) -> None:
+        self.meter = plugin.meter
+        self.recorder = plugin.recorder
+        self.phase_entries = plugin.phase_entries
+        self.records = plugin.monitor.records
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
+        self.meter.start()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logfinish(self, nodeid: str, location: object) -> None:
+        figures = self.meter.stop()
+        record = self.records.get(nodeid)
+        if record is not None:
+            record.figures.update(figures)
+        if self.recorder.entries:
+            self.phase_entries.extend(self.recorder.drain())
+
+
+class _ReportMeter:
+    """Per-test figures in an xdist worker: they travel on the teardown report."""
+
+    def __init__(self, plugin: ResourcesPlugin) -> None:
+        self.meter = plugin.meter
+        self.recorder = plugin.recorder
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
+        self.meter.start()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # tryfirst: before xdist serializes the report for the controller.
+        if report.when != "teardown":
+            return
+        attrs = report.__dict__  # the optional attributes, without getattr's defaults
+        figures = self.meter.stop()
+        existing = attrs.get("p3monitor")
+        if isinstance(existing, dict):
+            existing.update(figures)
+        else:
+            attrs["p3monitor"] = figures
+        if self.recorder.entries:
+            attrs["p3monitor_phases"] = self.recorder.drain()
+
+
+class _PhaseCollector:
+    """On the xdist controller: the phases measured in the workers, from their reports."""
+
+    def __init__(self, plugin: ResourcesPlugin) -> None:
+        self.phase_entries = plugin.phase_entries
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        entries = report.__dict__.get("p3monitor_phases")
+        if isinstance(entries, list):
+            self.phase_entries.extend(e for e in entries if isinstance(e, dict))
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
