@@ -126,17 +126,20 @@ _NUMBER_OR_NONE = frozenset({int, float, type(None)})
 
 
 def result_values(t: TestRecord) -> tuple[Any, ...]:
-    """A result's columns after its test and run (:data:`RESULT_COLUMNS`), for every backend."""
+    """A result's columns after its test and run (:data:`RESULT_COLUMNS`), for every backend.
+
+    Called once per test when a run is saved, so kept lean (C-level map, no inner frames).
+    """
     figures = t.figures
-    get = figures.get
-    typed = [get(name) for name in FIGURE_COLUMNS]
+    typed = tuple(map(figures.get, FIGURE_COLUMNS))
     if figures.keys() <= _FIGURE_SET and set(map(type, typed)) <= _NUMBER_OR_NONE:
         other = None  # the usual case: only the meter's figures, each in its column
     else:
-        typed = [v if type(v) in _NUMBER_OR_NONE else None for v in typed]
+        typed = tuple(v if type(v) in _NUMBER_OR_NONE else None for v in typed)
         other = _json_or_none(
             {k: v for k, v in figures.items() if k not in _FIGURE_SET or type(v) not in _NUMBER}
         )
+    worker, message = t.worker, t.message
     return (
         t.outcome,
         t.setup_s,
@@ -145,8 +148,8 @@ def result_values(t: TestRecord) -> tuple[Any, ...]:
         t.start,
         t.stop,
         t.reruns,
-        clean_text(t.worker),
-        clean_text(t.message),
+        worker if worker is None else clean_text(worker),
+        message if message is None else clean_text(message),
         other,
         *typed,
     )
