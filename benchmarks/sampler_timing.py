@@ -79,6 +79,7 @@ def run(mode: str | None, interval: float, seconds: float, containers: str) -> d
     if handle is not None:
         end = time.time()
         records = handle.stop()
+        handle.close()  # reap the sampler process
         begin = end - seconds
         # only the samples taken while the main thread was busy
         times = [r["t"] for r in records if r.get("kind") == "proc" and begin <= r["t"] <= end]
