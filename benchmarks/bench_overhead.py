@@ -100,21 +100,25 @@ def main() -> None:
     print(f"{args.tests} trivial tests, {args.rounds} rounds, variants alternating each round")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
     print(
-        f"{'variant':<12} {'median s':>9} {'ratio':>7} {'CPU s':>7} {'CPU ratio':>10}"
-        f" {'peak RSS MiB':>13} {'+MiB':>6}"
+        f"{'variant':<12} {'median s':>9} {'ratio':>7} {'ratio IQR':>13} {'CPU s':>7}"
+        f" {'CPU ratio':>10} {'peak RSS MiB':>13} {'+MiB':>6}"
     )
     bare_rss = statistics.median(rss["bare"])
     for name in names:
         ratios = [w / b for w, b in zip(walls[name], walls["bare"], strict=True)]
         cpu_ratios = [c / b for c, b in zip(cpus[name], cpus["bare"], strict=True)]
         med_rss = statistics.median(rss[name])
+        q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios * 3)
         print(
             f"{name:<12} {statistics.median(walls[name]):>9.3f} {statistics.median(ratios):>7.3f}"
+            f" {f'{q1:.3f}-{q3:.3f}':>13}"
             f" {statistics.median(cpus[name]):>7.3f} {statistics.median(cpu_ratios):>10.3f}"
             f" {med_rss / 2**20:>13.1f} {(med_rss - bare_rss) / 2**20:>6.1f}"
         )
-    print("ratio = median over rounds of (variant / bare in the same round); CPU includes the")
-    print("processes a variant starts (p3monitor's sampler); peak RSS is the pytest process's")
+    print("ratio = median over rounds of (variant / bare in the same round), with the")
+    print("interquartile range of those per-round ratios (the machine's noise: `installed` does")
+    print("bare's work); CPU includes the processes a variant starts (p3monitor's sampler);")
+    print("peak RSS is the pytest process's")
 
 
 if __name__ == "__main__":
