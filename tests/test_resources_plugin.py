@@ -185,6 +185,26 @@ def test_fixture_records_a_failing_phase_and_leaves_the_outcome(pytester: pytest
     assert "migrate" in report["metrics"]["performance"]["phases"]
 
 
+@pytest.mark.parametrize("junitxml", [False, True], ids=["plain", "junitxml"])
+def test_figures_and_phases_reach_the_record_with_and_without_junitxml(
+    pytester: pytest.Pytester, junitxml: bool
+) -> None:
+    # Without --junitxml the meter puts the figures into the record when the test finishes;
+    # with it, on the teardown report (where the JUnit properties read them).
+    pytester.makepyfile(
+        """
+        def test_phased(p3monitor):
+            with p3monitor.phase("prepare"):
+                pass
+        """
+    )
+    result, report = _run(pytester, *(["--junitxml=junit.xml"] if junitxml else []))
+    assert result.ret == 0
+    (entry,) = report["tests"]
+    assert entry["cpu_time_s"] >= 0 and entry["rss_peak_bytes"] > 0
+    assert "prepare" in report["metrics"]["performance"]["phases"]
+
+
 def test_metrics_from_cli_and_environment(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -208,7 +208,9 @@ class ResourcesPlugin:
         controller; the controller only collects the phases the workers measured.
         """
         meter: object
-        if self.is_worker:
+        if self.is_worker or (self.runs_tests and _junitxml_on(self.config)):
+            # Under --junitxml too: the JUnit properties read the figures on the teardown
+            # report, before pytest closes the test case.
             meter = _ReportMeter(self)
         elif self.runs_tests:
             meter = _LocalMeter(self)
@@ -315,12 +317,21 @@ class _LocalMeter:
             self.phase_entries.extend(self.recorder.drain())
 
 
+def _junitxml_on(config: pytest.Config) -> bool:
+    from _pytest.junitxml import xml_key
+
+    return config.stash.get(xml_key, None) is not None
+
+
 class _ReportMeter:
-    """Per-test figures in an xdist worker: they travel on the teardown report."""
+    """Per-test figures on the teardown report: in an xdist worker they travel to the
+    controller on it; with --junitxml the JUnit properties read them there."""
 
     def __init__(self, plugin: ResourcesPlugin) -> None:
         self.meter = plugin.meter
         self.recorder = plugin.recorder
+        self.is_worker = plugin.is_worker
+        self.phase_entries = plugin.phase_entries
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
@@ -339,7 +350,10 @@ class _ReportMeter:
         else:
             attrs["p3monitor"] = figures
         if self.recorder.entries:
-            attrs["p3monitor_phases"] = self.recorder.drain()
+            if self.is_worker:
+                attrs["p3monitor_phases"] = self.recorder.drain()
+            else:
+                self.phase_entries.extend(self.recorder.drain())
 
 
 class _PhaseCollector:
