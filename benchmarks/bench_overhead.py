@@ -100,8 +100,8 @@ def main() -> None:
     print(f"{args.tests} trivial tests, {args.rounds} rounds, variants alternating each round")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
     print(
-        f"{'variant':<12} {'median s':>9} {'ratio':>7} {'ratio IQR':>13} {'CPU s':>7}"
-        f" {'CPU ratio':>10} {'peak RSS MiB':>13} {'+MiB':>6}"
+        f"{'variant':<12} {'median s':>9} {'ratio':>7} {'ratio IQR':>13} {'med/med':>8}"
+        f" {'min/min':>8} {'CPU s':>7} {'CPU ratio':>10} {'peak RSS MiB':>13} {'+MiB':>6}"
     )
     bare_rss = statistics.median(rss["bare"])
     for name in names:
@@ -112,13 +112,16 @@ def main() -> None:
         print(
             f"{name:<12} {statistics.median(walls[name]):>9.3f} {statistics.median(ratios):>7.3f}"
             f" {f'{q1:.3f}-{q3:.3f}':>13}"
+            f" {statistics.median(walls[name]) / statistics.median(walls['bare']):>8.3f}"
+            f" {min(walls[name]) / min(walls['bare']):>8.3f}"
             f" {statistics.median(cpus[name]):>7.3f} {statistics.median(cpu_ratios):>10.3f}"
             f" {med_rss / 2**20:>13.1f} {(med_rss - bare_rss) / 2**20:>6.1f}"
         )
     print("ratio = median over rounds of (variant / bare in the same round), with the")
     print("interquartile range of those per-round ratios (the machine's noise: `installed` does")
-    print("bare's work); CPU includes the processes a variant starts (p3monitor's sampler);")
-    print("peak RSS is the pytest process's")
+    print("bare's work); med/med = ratio of the median times, min/min = of the fastest runs;")
+    print("CPU includes the processes a variant starts (p3monitor's sampler); peak RSS is the")
+    print("pytest process's")
 
 
 if __name__ == "__main__":
