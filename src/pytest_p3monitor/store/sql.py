@@ -169,6 +169,23 @@ def stored_figures(other: str | None, columns: Sequence[Any]) -> dict[str, Any]:
     return figures
 
 
+_RESULT_INSERT = (
+    f"INSERT INTO p3m_results (test, run, {RESULT_COLUMNS})"
+    " VALUES ((SELECT id FROM p3m_tests WHERE nodeid = ?), ?"
+    + ", ?" * (10 + len(FIGURE_COLUMNS))
+    + ")"
+)
+#: The same, for a result without worker, message or other figures (their NULLs literal).
+_USUAL_RESULT_INSERT = (
+    f"INSERT INTO p3m_results (test, run, {RESULT_COLUMNS})"
+    " VALUES ((SELECT id FROM p3m_tests WHERE nodeid = ?), ?"
+    + ", ?" * 7
+    + ", NULL, NULL, NULL"
+    + ", ?" * len(FIGURE_COLUMNS)
+    + ")"
+)
+
+
 class SQLStore(Store):
     """Store logic over a DB-API 2 connection (``self.conn``)."""
 
@@ -206,15 +223,19 @@ class SQLStore(Store):
             cur.execute(self.q("SELECT seq FROM p3m_runs WHERE run_id = ?"), (run.run_id,))
             seq = cur.fetchone()[0]
             self._insert_tests(cur, tests)
-            cur.executemany(
-                self.q(
-                    f"INSERT INTO p3m_results (test, run, {RESULT_COLUMNS})"
-                    " VALUES ((SELECT id FROM p3m_tests WHERE nodeid = ?), ?"
-                    + ", ?" * (10 + len(FIGURE_COLUMNS))
-                    + ")"
-                ),
-                [(clean_text(t.nodeid), seq, *result_values(t)) for t in tests],
-            )
+            rows = [(clean_text(t.nodeid), seq, *result_values(t)) for t in tests]
+            # Binding None costs the sqlite3 module an adapter lookup (about 1.2 us per
+            # value, CPython 3.11): the usual result (no worker, no message, no other
+            # figures) has NULL for those three columns in the statement instead.
+            usual = [
+                r[:9] + r[12:] for r in rows if r[9] is None and r[10] is None and r[11] is None
+            ]
+            if len(usual) < len(rows):
+                others = [
+                    r for r in rows if r[9] is not None or r[10] is not None or r[11] is not None
+                ]
+                cur.executemany(self.q(_RESULT_INSERT), others)
+            cur.executemany(self.q(_USUAL_RESULT_INSERT), usual)
 
     def _insert_tests(self, cur: Any, tests: Sequence[TestRecord]) -> None:
         """Add the node ids this run introduces (a backend may do it faster)."""
