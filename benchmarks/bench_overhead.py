@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -66,6 +67,15 @@ def run_once(work: Path, extra: list[str]) -> tuple[float, float, int]:
     return wall, rusage.ru_utime + rusage.ru_stime, rusage.ru_maxrss * 1024
 
 
+def median_ci(values: list[float], resamples: int = 2000) -> tuple[float, float]:
+    """A 95% bootstrap confidence interval of the median of ``values`` (fixed seed)."""
+    rng = random.Random(0)
+    medians = sorted(
+        statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples)
+    )
+    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--tests", type=int, default=5000)
@@ -100,8 +110,9 @@ def main() -> None:
     print(f"{args.tests} trivial tests, {args.rounds} rounds, variants alternating each round")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
     print(
-        f"{'variant':<12} {'median s':>9} {'ratio':>7} {'ratio IQR':>13} {'med/med':>8}"
-        f" {'min/min':>8} {'CPU s':>7} {'CPU ratio':>10} {'peak RSS MiB':>13} {'+MiB':>6}"
+        f"{'variant':<12} {'median s':>9} {'ratio':>7} {'95% CI':>13} {'ratio IQR':>13}"
+        f" {'med/med':>8} {'min/min':>8} {'CPU s':>7} {'CPU ratio':>10} {'peak RSS MiB':>13}"
+        f" {'+MiB':>6}"
     )
     bare_rss = statistics.median(rss["bare"])
     for name in names:
@@ -111,14 +122,16 @@ def main() -> None:
         q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios * 3)
         print(
             f"{name:<12} {statistics.median(walls[name]):>9.3f} {statistics.median(ratios):>7.3f}"
+            f" {'{:.3f}-{:.3f}'.format(*median_ci(ratios)):>13}"
             f" {f'{q1:.3f}-{q3:.3f}':>13}"
             f" {statistics.median(walls[name]) / statistics.median(walls['bare']):>8.3f}"
             f" {min(walls[name]) / min(walls['bare']):>8.3f}"
             f" {statistics.median(cpus[name]):>7.3f} {statistics.median(cpu_ratios):>10.3f}"
             f" {med_rss / 2**20:>13.1f} {(med_rss - bare_rss) / 2**20:>6.1f}"
         )
-    print("ratio = median over rounds of (variant / bare in the same round), with the")
-    print("interquartile range of those per-round ratios (the machine's noise: `installed` does")
+    print("ratio = median over rounds of (variant / bare in the same round), with a 95%")
+    print("bootstrap confidence interval of that median and the interquartile range of the")
+    print("per-round ratios (the machine's noise: `installed` does")
     print("bare's work); med/med = ratio of the median times, min/min = of the fastest runs;")
     print("CPU includes the processes a variant starts (p3monitor's sampler); peak RSS is the")
     print("pytest process's")
