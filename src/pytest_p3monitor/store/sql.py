@@ -227,13 +227,14 @@ class SQLStore(Store):
             # Binding None costs the sqlite3 module an adapter lookup (about 1.2 us per
             # value, CPython 3.11): the usual result (no worker, no message, no other
             # figures) has NULL for those three columns in the statement instead.
-            usual = [
-                r[:9] + r[12:] for r in rows if r[9] is None and r[10] is None and r[11] is None
-            ]
-            if len(usual) < len(rows):
-                others = [
-                    r for r in rows if r[9] is not None or r[10] is not None or r[11] is not None
-                ]
+            usual: list[tuple[Any, ...]] = []
+            others: list[tuple[Any, ...]] = []
+            for row in rows:  # row[9:12]: worker, message, the other figures
+                if row[9] is None and row[10] is None and row[11] is None:
+                    usual.append(row[:9] + row[12:])
+                else:
+                    others.append(row)
+            if others:
                 cur.executemany(self.q(_RESULT_INSERT), others)
             cur.executemany(self.q(_USUAL_RESULT_INSERT), usual)
 
