@@ -294,18 +294,25 @@ class ResourcesPlugin:
             terminalreporter.write_line(line)
 
 
-class _LocalMeter:
-    """Per-test figures where the tests run in this process (no xdist)."""
+class _Meter:
+    """Starts the meter when a test starts; the subclasses say where its figures go."""
 
     def __init__(self, plugin: ResourcesPlugin) -> None:
         self.meter = plugin.meter
         self.recorder = plugin.recorder
         self.phase_entries = plugin.phase_entries
-        self.records = plugin.monitor.records
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
         self.meter.start()
+
+
+class _LocalMeter(_Meter):
+    """Per-test figures where the tests run in this process (no xdist)."""
+
+    def __init__(self, plugin: ResourcesPlugin) -> None:
+        super().__init__(plugin)
+        self.records = plugin.monitor.records
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logfinish(self, nodeid: str, location: object) -> None:
@@ -323,19 +330,13 @@ def _junitxml_on(config: pytest.Config) -> bool:
     return config.stash.get(xml_key, None) is not None
 
 
-class _ReportMeter:
+class _ReportMeter(_Meter):
     """Per-test figures on the teardown report: in an xdist worker they travel to the
     controller on it; with --junitxml the JUnit properties read them there."""
 
     def __init__(self, plugin: ResourcesPlugin) -> None:
-        self.meter = plugin.meter
-        self.recorder = plugin.recorder
+        super().__init__(plugin)
         self.is_worker = plugin.is_worker
-        self.phase_entries = plugin.phase_entries
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
-        self.meter.start()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
