@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -185,3 +186,19 @@ def test_schema_2_store_migrates_keeping_its_figures(tmp_path: Path) -> None:
         store.close()
     version = sqlite3.connect(path).execute("SELECT value FROM p3m_meta").fetchone()
     assert version == (str(SCHEMA_VERSION),)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="every figure needs /proc")
+def test_the_meters_figures_are_the_stores_figure_columns() -> None:
+    """The store's columns name the meter's figures (a renamed figure would fall back to
+    the figures JSON without anyone noticing)."""
+    from pytest_p3monitor.sampling.pertest import TestMeter
+    from pytest_p3monitor.store.schema import FIGURE_COLUMNS
+
+    meter = TestMeter()
+    try:
+        meter.start()
+        figures = meter.stop()
+    finally:
+        meter.close()
+    assert set(figures) == set(FIGURE_COLUMNS)
