@@ -126,28 +126,42 @@ class _Report:
 
 
 def hook_cost(number: int) -> None:
+    """The per-test hooks of both meter shapes (see ResourcesPlugin._register_meter)."""
     sys.path.insert(0, str(SRC))
-    from pytest_p3monitor.phases import PhaseRecorder
-    from pytest_p3monitor.resources_plugin import ResourcesPlugin
+    from types import SimpleNamespace
 
-    plugin: Any = ResourcesPlugin.__new__(ResourcesPlugin)  # the per-test state only
+    from pytest_p3monitor.phases import PhaseRecorder
+    from pytest_p3monitor.records import TestRecord
+    from pytest_p3monitor.resources_plugin import _LocalMeter, _ReportMeter
     from pytest_p3monitor.sampling.pertest import TestMeter
 
-    plugin.meter = TestMeter()
-    plugin.recorder = PhaseRecorder()
-    plugin.runs_tests = True
-    plugin.is_worker = False
-    plugin.phase_entries = []
-    reports = [_Report("setup"), _Report("call"), _Report("teardown")]
+    nodeid = "test_x.py::test_x"
+    plugin: Any = SimpleNamespace(  # the per-test state only
+        meter=TestMeter(),
+        recorder=PhaseRecorder(),
+        phase_entries=[],
+        is_worker=False,
+        monitor=SimpleNamespace(records={nodeid: TestRecord(nodeid=nodeid)}),
+    )
     location = ("test_x.py", 1, "test_x")
+    local = _LocalMeter(plugin)
+    on_report = _ReportMeter(plugin)
+    reports = [_Report("setup"), _Report("call"), _Report("teardown")]
 
-    def one_test() -> None:
-        plugin.pytest_runtest_logstart("test_x.py::test_x", location)
+    def local_test() -> None:  # no xdist: the default
+        local.pytest_runtest_logstart(nodeid, location)
+        local.pytest_runtest_logfinish(nodeid, location)
+
+    def report_test() -> None:  # an xdist worker, or --junitxml
+        on_report.pytest_runtest_logstart(nodeid, location)
         for report in reports:
-            plugin.pytest_runtest_logreport(report)
+            on_report.pytest_runtest_logreport(report)  # type: ignore[arg-type]
 
-    best = min(timeit.repeat(one_test, number=number, repeat=5)) / number
-    print(f"per-test hook cost: {best * 1e6:.1f} us  (target < 20 us; best of 5 x {number})")
+    for what, one_test in (("", local_test), (" (xdist worker, --junitxml)", report_test)):
+        best = min(timeit.repeat(one_test, number=number, repeat=5)) / number
+        print(
+            f"per-test hook cost{what}: {best * 1e6:.1f} us  (target < 20 us; best of 5 x {number})"
+        )
     meter = plugin.meter
     alone = min(timeit.repeat(lambda: (meter.start(), meter.stop()), number=number, repeat=5))
     print(
