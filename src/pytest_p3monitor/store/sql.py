@@ -8,6 +8,7 @@ style, and how to run a block in one write transaction. Queries here are written
 from __future__ import annotations
 
 import abc
+import functools
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -169,21 +170,21 @@ def stored_figures(other: str | None, columns: Sequence[Any]) -> dict[str, Any]:
     return figures
 
 
-_RESULT_INSERT = (
-    f"INSERT INTO p3m_results (test, run, {RESULT_COLUMNS})"
-    " VALUES ((SELECT id FROM p3m_tests WHERE nodeid = ?), ?"
-    + ", ?" * (10 + len(FIGURE_COLUMNS))
-    + ")"
-)
-#: The same, for a result without worker, message or other figures (their NULLs literal).
-_USUAL_RESULT_INSERT = (
-    f"INSERT INTO p3m_results (test, run, {RESULT_COLUMNS})"
-    " VALUES ((SELECT id FROM p3m_tests WHERE nodeid = ?), ?"
-    + ", ?" * 7
-    + ", NULL, NULL, NULL"
-    + ", ?" * len(FIGURE_COLUMNS)
-    + ")"
-)
+_NO_FIGURES = (None,) * len(FIGURE_COLUMNS)
+
+
+@functools.lru_cache(maxsize=4)
+def _result_insert(texts: bool, figures: bool) -> str:
+    """The insert of a result, with literal NULLs for worker, message and the other
+    figures unless ``texts``, and for the figure columns unless ``figures``."""
+    return (
+        f"INSERT INTO p3m_results (test, run, {RESULT_COLUMNS})"
+        " VALUES ((SELECT id FROM p3m_tests WHERE nodeid = ?), ?"
+        + ", ?" * 7
+        + (", ?" * 3 if texts else ", NULL" * 3)
+        + (", ?" if figures else ", NULL") * len(FIGURE_COLUMNS)
+        + ")"
+    )
 
 
 class SQLStore(Store):
@@ -225,18 +226,18 @@ class SQLStore(Store):
             self._insert_tests(cur, tests)
             rows = [(clean_text(t.nodeid), seq, *result_values(t)) for t in tests]
             # Binding None costs the sqlite3 module an adapter lookup (about 1.2 us per
-            # value, CPython 3.11): the usual result (no worker, no message, no other
-            # figures) has NULL for those three columns in the statement instead.
-            usual: list[tuple[Any, ...]] = []
-            others: list[tuple[Any, ...]] = []
+            # value, CPython 3.11): where a result has no worker, message and other figures
+            # (the usual), or no figures at all (resources off), the statement says NULL.
+            groups: dict[tuple[bool, bool], list[tuple[Any, ...]]] = {}
             for row in rows:  # row[9:12]: worker, message, the other figures
-                if row[9] is None and row[10] is None and row[11] is None:
-                    usual.append(row[:9] + row[12:])
-                else:
-                    others.append(row)
-            if others:
-                cur.executemany(self.q(_RESULT_INSERT), others)
-            cur.executemany(self.q(_USUAL_RESULT_INSERT), usual)
+                texts = row[9] is not None or row[10] is not None or row[11] is not None
+                figures = row[12:] != _NO_FIGURES
+                values = row if texts else row[:9] + row[12:]
+                if not figures:
+                    values = values[: len(values) - len(FIGURE_COLUMNS)]
+                groups.setdefault((texts, figures), []).append(values)
+            for (texts, figures), batch in groups.items():
+                cur.executemany(self.q(_result_insert(texts, figures)), batch)
 
     def _insert_tests(self, cur: Any, tests: Sequence[TestRecord]) -> None:
         """Add the node ids this run introduces (a backend may do it faster)."""
