@@ -7,12 +7,15 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pytest_p3monitor.records import RunInfo, TestRecord
-from pytest_p3monitor.store import Store, StoreUnavailable, open_store, redact_url
+from pytest_p3monitor.store import Store, StoreError, StoreUnavailable, open_store, redact_url
 from pytest_p3monitor.store.schema import SCHEMA_VERSION
+
+from conftest import store_rows
 
 
 @pytest.fixture
@@ -202,3 +205,220 @@ def test_the_meters_figures_are_the_stores_figure_columns() -> None:
     finally:
         meter.close()
     assert set(figures) == set(FIGURE_COLUMNS)
+
+
+# -- how a run is written (store/sqlite_save.py) ----------------------------------------------
+
+METER = ("cpu_time_s", "rss_peak_bytes", "read_bytes", "write_bytes", "read_chars", "write_chars")
+
+
+def meter_figures(i: int) -> dict[str, float]:
+    return {"cpu_time_s": 0.001 * i + 1 / 3, "rss_peak_bytes": 50_000_000 + 4096 * (i // 7),
+            "read_bytes": 0, "write_bytes": 4096 * (i % 3 == 0), "read_chars": 4,
+            "write_chars": i % 5}  # fmt: skip
+
+
+def varied_records() -> list[TestRecord]:
+    """Results of every shape the writer treats apart, in chunks of 100 (its CHUNK)."""
+    records: list[TestRecord] = []
+
+    def add(i: int, **kw: Any) -> None:
+        kw.setdefault("nodeid", f"t.py::test_{len(records)}")
+        start = 1_795_937_230.0 + i * 0.0123456789
+        kw.setdefault("start", start)
+        kw.setdefault("stop", start + 0.01)
+        records.append(TestRecord(setup_s=i / 7, call_s=0.1 + i / 3, teardown_s=1e-7 * i, **kw))
+
+    for i in range(100):  # the usual: passed, the meter's six figures
+        add(i, outcome="passed", figures=meter_figures(i))
+    for i in range(100):  # resources off: no figure at all
+        add(i, outcome="passed", figures={})
+    for i in range(100):  # the same, some failing with a message, some rerun, an xdist worker
+        failed = i % 9 == 0
+        add(i, outcome="failed" if failed else "passed", figures=meter_figures(i),
+            message="boom ✗" if failed else None, reruns=int(i % 4 == 1),
+            worker=f"gw{i % 2}")  # fmt: skip
+    for i in range(100):  # usual but one bool among the figures: it goes in the JSON
+        figures = meter_figures(i)
+        if i == 50:
+            figures["read_bytes"] = True
+        add(i, outcome="passed", figures=figures)
+    for i in range(100):  # usual, no start or stop times
+        add(i, outcome="skipped", figures=meter_figures(i), start=None, stop=None,
+            message="needs a GPU")  # fmt: skip
+    odd_figures: list[dict[str, Any]] = [
+        {"cpu_time_s": 0.5, "container.db.cpu_percent_peak": 12.5},  # other figures
+        {**meter_figures(1), "container.db.rss_bytes_peak": 3.0},  # six and another
+        {"cpu_time_s": 0.25, "read_bytes": 0, "write_bytes": 0},  # not Linux: some
+        {**meter_figures(2), "write_chars": "many"},  # a text under a column's name
+        {**meter_figures(3), "rss_peak_bytes": None},  # a None
+        {**meter_figures(4), "cpu_time_s": 3},  # an int where a float is usual
+        {k: meter_figures(5)[k] for k in reversed(METER)},  # the six, in another order
+    ]
+    odd_ids = ["t.py::test[\"quoted\"]", "t.py::test[back\\slash]", "t.py::test[ü ✓]",
+               "t.py::test[nul\x00]", "t.py::test[\udcff]",
+               "t.py::test[tab\tnew\nline]"]  # fmt: skip
+    for i in range(37):  # a short last chunk of odd results
+        add(i, outcome=("passed", "error", "xfailed", "xpassed")[i % 4],
+            figures=odd_figures[i % len(odd_figures)],
+            nodeid=odd_ids[i] if i < len(odd_ids) else f"t.py::odd_{i}",
+            message="nul\x00 and \udcff" if i == 7 else None, worker="gw\x001" if i == 8 else None,
+            reruns=2 if i == 9 else 0)  # fmt: skip
+    return records
+
+
+def reference_store(path: Path, run: RunInfo, tests: list[TestRecord]) -> None:
+    """``tests`` stored the straightforward way: a row per result from result_values."""
+    from pytest_p3monitor.store.sql import (
+        RESULT_COLUMNS,
+        clean_text,
+        compact_json,
+        result_values,
+        run_params,
+    )
+
+    open_store(str(path)).close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(
+        "INSERT INTO p3m_runs (run_id, started_at, finished_at, commit_sha, branch, ci_provider,"
+        " ci_run_id, ci_job, ci_url, hostname, python, pytest, workers, exit_status, tests,"
+        " passed, failed, errors, skipped, xfailed, xpassed, reruns, test_execution_time_s,"
+        " metrics) VALUES (" + ", ".join(["?"] * 24) + ")",
+        run_params(run, tests, compact_json({"health_score": 80})),
+    )
+    for t in tests:
+        conn.execute(
+            "INSERT INTO p3m_tests (nodeid, file, line) VALUES (?, ?, ?)",
+            (clean_text(t.nodeid), clean_text(t.file), t.line),
+        )
+        conn.execute(
+            f"INSERT INTO p3m_results (test, run, {RESULT_COLUMNS}) VALUES"
+            " ((SELECT id FROM p3m_tests WHERE nodeid = ?), 1"
+            + ", ?" * len(RESULT_COLUMNS.split(", "))
+            + ")",
+            (clean_text(t.nodeid), *result_values(t)),
+        )
+    conn.close()
+
+
+def stored(path: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Every run (but its seq) and every result of a store, each value with its SQL type."""
+    from pytest_p3monitor.store.sql import RESULT_COLUMNS
+
+    conn = sqlite3.connect(path)
+    try:
+        runs = [
+            row[1:] for row in conn.execute("SELECT *, typeof(test_execution_time_s) FROM p3m_runs")
+        ]
+        columns = ["t.nodeid", "t.file", "t.line"] + [
+            f"r.{name}" for name in RESULT_COLUMNS.split(", ")
+        ]
+        typed = ", ".join(f"{c}, typeof({c})" for c in columns)
+        results = conn.execute(
+            f"SELECT {typed} FROM p3m_results r JOIN p3m_tests t ON t.id = r.test ORDER BY t.nodeid"
+        ).fetchall()
+        return runs, results
+    finally:
+        conn.close()
+
+
+def test_a_run_is_stored_as_result_values_says(store: Store, tmp_path: Path) -> None:
+    """Whatever shape its chunks take, a run is stored value for value (and type for type)
+    as a row per result from result_values and run_params would store it."""
+    tests = varied_records()
+    run = RunInfo(run_id="r", started_at=1.0, branch="main")
+    store.save_run(run, tests, {"health_score": 80})
+    reference_store(tmp_path / "reference.db", run, tests)
+    assert stored(tmp_path / "s" / "results.db") == stored(tmp_path / "reference.db")
+    ((seq, *_),) = list(store.recent_runs())
+    back = {t.nodeid: t for t in store.run_tests(seq)}  # type: ignore[attr-defined]
+    assert back["t.py::test_0"] == tests[0]
+    assert back["t.py::test[ü ✓]"].figures == tests[502].figures  # int, and in column order
+    assert back["t.py::test_350"].figures["read_bytes"] is True
+
+
+def test_a_run_without_start_times_counts_its_durations(store: Store, tmp_path: Path) -> None:
+    tests = [TestRecord(nodeid=f"t.py::{i}", call_s=0.1 * i, figures=meter_figures(i))
+             for i in range(150)]  # fmt: skip
+    run = RunInfo(run_id="r", started_at=1.0)
+    store.save_run(run, tests, {"health_score": 80})
+    reference_store(tmp_path / "reference.db", run, tests)
+    assert stored(tmp_path / "s" / "results.db") == stored(tmp_path / "reference.db")
+
+
+def test_an_empty_run_is_stored(store: Store) -> None:
+    store.save_run(RunInfo(run_id="empty", started_at=1.0), [], {})
+    (row,) = store.recent_runs()
+    assert (row.tests, row.passed, row.test_execution_time_s) == (0, 0, 0)
+
+
+def test_a_failed_write_stores_nothing(store: Store, tmp_path: Path) -> None:
+    """Two results of one node id cannot both be stored: the run is not stored at all."""
+    tests = [TestRecord(nodeid=f"t.py::{i % 150}") for i in range(200)]
+    with pytest.raises(StoreError):
+        store.save_run(RunInfo(run_id="twice", started_at=1.0), tests, {})
+    db = tmp_path / "s" / "results.db"
+    assert store_rows(db, "SELECT count(*) FROM p3m_runs") == [(0,)]
+    assert store_rows(db, "SELECT count(*) FROM p3m_results") == [(0,)]
+
+
+def test_a_suite_saved_again_reuses_its_test_ids(store: Store, tmp_path: Path) -> None:
+    db = tmp_path / "s" / "results.db"
+    suite = [TestRecord(nodeid=f"t.py::test_{i}", figures=meter_figures(i)) for i in range(250)]
+    store.save_run(RunInfo(run_id="a", started_at=1.0), suite, {})
+    assert store_rows(db, "SELECT count(*) FROM p3m_suites") == [(1,)]
+    # Its ids, the same suite again, and the suite in another order: each result is
+    # stored under its own test.
+    store.save_run(RunInfo(run_id="b", started_at=2.0), suite, {})
+    store.save_run(RunInfo(run_id="c", started_at=3.0), suite[::-1], {})
+    for seq in (1, 2, 3):
+        assert sorted(store.run_tests(seq), key=lambda t: t.nodeid) == sorted(  # type: ignore[attr-defined]
+            suite, key=lambda t: t.nodeid
+        )
+    assert store_rows(db, "SELECT count(*) FROM p3m_suites") == [(2,)]
+    assert store_rows(db, "SELECT count(*) FROM p3m_tests") == [(250,)]
+    # Pruning deletes tests (an id may then be given again): it forgets the suites.
+    store.prune(older_than=3.5)
+    assert store_rows(db, "SELECT count(*) FROM p3m_suites") == [(0,)]
+    other = [TestRecord(nodeid=f"t.py::other_{i}") for i in range(10)]
+    store.save_run(RunInfo(run_id="d", started_at=4.0), other, {})
+    store.save_run(RunInfo(run_id="e", started_at=5.0), suite, {})
+    (newest, *_) = store.recent_runs()
+    assert sorted(store.run_tests(newest.run_seq), key=lambda t: t.nodeid) == sorted(  # type: ignore[attr-defined]
+        suite, key=lambda t: t.nodeid
+    )
+
+
+def test_only_the_last_suites_are_kept(store: Store, tmp_path: Path) -> None:
+    from pytest_p3monitor.store.sqlite_save import SUITES_KEPT
+
+    for run in range(SUITES_KEPT + 3):
+        tests = [TestRecord(nodeid=f"t.py::test_{i}") for i in range(run + 1)]
+        store.save_run(RunInfo(run_id=f"r{run}", started_at=float(run)), tests, {})
+    db = tmp_path / "s" / "results.db"
+    assert store_rows(db, "SELECT count(*) FROM p3m_suites") == [(SUITES_KEPT,)]
+
+
+def test_schema_3_store_migrates_and_keeps_its_runs(tmp_path: Path) -> None:
+    from pytest_p3monitor.store.schema import statements
+
+    path = tmp_path / "v3.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for step, stmts in enumerate(statements("sqlite", 0)[:3], start=1):
+        for stmt in stmts:
+            conn.execute(stmt)
+        conn.execute("INSERT OR REPLACE INTO p3m_meta VALUES ('schema_version', ?)", (str(step),))
+    conn.close()
+    assert SCHEMA_VERSION == 4
+    tests = [TestRecord(nodeid=f"t.py::test_{i}", figures=meter_figures(i)) for i in range(120)]
+    # a run stored by schema 3 (the way it stored them: the same rows)
+    reference_store(path, RunInfo(run_id="old", started_at=1.0), tests)
+    store = open_store(str(path))
+    try:
+        store.save_run(RunInfo(run_id="new", started_at=2.0), tests, {})
+        old, new = sorted(store.recent_runs(), key=lambda r: r.run_seq)
+        assert store.run_tests(old.run_seq) == store.run_tests(new.run_seq)  # type: ignore[attr-defined]
+    finally:
+        store.close()
+    assert store_rows(path, "SELECT value FROM p3m_meta") == [("4",)]
+    assert store_rows(path, "SELECT count(*) FROM p3m_suites") == [(1,)]

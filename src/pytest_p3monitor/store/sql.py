@@ -8,7 +8,6 @@ style, and how to run a block in one write transaction. Queries here are written
 from __future__ import annotations
 
 import abc
-import functools
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -30,16 +29,20 @@ MAX_WINDOW = 10_000
 
 
 def run_counts(tests: Sequence[TestRecord]) -> dict[str, int]:
-    counts = Counter(t.outcome for t in tests)
+    return outcome_counts(Counter([t.outcome for t in tests]), sum([t.reruns for t in tests]))
+
+
+def outcome_counts(outcomes: Counter[str], reruns: int) -> dict[str, int]:
+    """The counts of a ``p3m_runs`` row, from how many results had each outcome."""
     return {
-        "tests": len(tests),
-        "passed": counts["passed"],
-        "failed": counts["failed"],
-        "errors": counts["error"],
-        "skipped": counts["skipped"],
-        "xfailed": counts["xfailed"],
-        "xpassed": counts["xpassed"],
-        "reruns": sum(t.reruns for t in tests),
+        "tests": outcomes.total(),
+        "passed": outcomes["passed"],
+        "failed": outcomes["failed"],
+        "errors": outcomes["error"],
+        "skipped": outcomes["skipped"],
+        "xfailed": outcomes["xfailed"],
+        "xpassed": outcomes["xpassed"],
+        "reruns": reruns,
     }
 
 
@@ -79,7 +82,13 @@ def group_histories(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[str, list[H
 
 def run_params(run: RunInfo, tests: Sequence[TestRecord], metrics_json: str) -> tuple[Any, ...]:
     """The values of a ``p3m_runs`` row, in the column order of every backend's insert."""
-    counts = run_counts(tests)
+    return run_row(run, run_counts(tests), execution_time_s(tests), metrics_json)
+
+
+def run_row(
+    run: RunInfo, counts: dict[str, int], execution_s: float, metrics_json: str
+) -> tuple[Any, ...]:
+    """:func:`run_params` from the run's counts (:func:`run_counts`) and test execution time."""
     return (
         clean_text(run.run_id),
         run.started_at,
@@ -103,17 +112,17 @@ def run_params(run: RunInfo, tests: Sequence[TestRecord], metrics_json: str) -> 
         counts["xfailed"],
         counts["xpassed"],
         counts["reruns"],
-        execution_time_s(tests),
+        execution_s,
         clean_text(metrics_json),
     )
 
 
 #: One encoder for every row (json.dumps with options builds a new one per call).
-_compact_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
+compact_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 def _json_or_none(value: dict[str, float]) -> str | None:
-    return _compact_json(value) if value else None
+    return compact_json(value) if value else None
 
 
 #: The columns of a result after its test and run, in the order of :func:`result_values`.
@@ -170,23 +179,6 @@ def stored_figures(other: str | None, columns: Sequence[Any]) -> dict[str, Any]:
     return figures
 
 
-_NO_FIGURES = (None,) * len(FIGURE_COLUMNS)
-
-
-@functools.lru_cache(maxsize=4)
-def _result_insert(texts: bool, figures: bool) -> str:
-    """The insert of a result, with literal NULLs for worker, message and the other
-    figures unless ``texts``, and for the figure columns unless ``figures``."""
-    return (
-        f"INSERT INTO p3m_results (test, run, {RESULT_COLUMNS})"
-        " VALUES ((SELECT id FROM p3m_tests WHERE nodeid = ?), ?"
-        + ", ?" * 7
-        + (", ?" * 3 if texts else ", NULL" * 3)
-        + (", ?" if figures else ", NULL") * len(FIGURE_COLUMNS)
-        + ")"
-    )
-
-
 class SQLStore(Store):
     """Store logic over a DB-API 2 connection (``self.conn``)."""
 
@@ -204,50 +196,6 @@ class SQLStore(Store):
     @abc.abstractmethod
     def write_transaction(self) -> AbstractContextManager[Any]:
         """A context manager giving a cursor inside one write transaction."""
-
-    # -- writing ---------------------------------------------------------------------------
-    def save_run(self, run: RunInfo, tests: Sequence[TestRecord], metrics: dict[str, Any]) -> None:
-        with self.write_transaction() as cur:
-            cur.execute(self.q("SELECT 1 FROM p3m_runs WHERE run_id = ?"), (run.run_id,))
-            if cur.fetchone() is not None:
-                return  # already stored: saving is idempotent per run id
-            cur.execute(
-                self.q(
-                    "INSERT INTO p3m_runs (run_id, started_at, finished_at, commit_sha, branch,"
-                    " ci_provider, ci_run_id, ci_job, ci_url, hostname, python, pytest, workers,"
-                    " exit_status, tests, passed, failed, errors, skipped, xfailed, xpassed,"
-                    " reruns, test_execution_time_s, metrics)"
-                    " VALUES (" + ", ".join(["?"] * 24) + ")"
-                ),
-                run_params(run, tests, _compact_json(metrics)),
-            )
-            cur.execute(self.q("SELECT seq FROM p3m_runs WHERE run_id = ?"), (run.run_id,))
-            seq = cur.fetchone()[0]
-            self._insert_tests(cur, tests)
-            rows = [(clean_text(t.nodeid), seq, *result_values(t)) for t in tests]
-            # Binding None costs the sqlite3 module an adapter lookup (about 1.2 us per
-            # value, CPython 3.11): where a result has no worker, message and other figures
-            # (the usual), or no figures at all (resources off), the statement says NULL.
-            groups: dict[tuple[bool, bool], list[tuple[Any, ...]]] = {}
-            for row in rows:  # row[9:12]: worker, message, the other figures
-                texts = row[9] is not None or row[10] is not None or row[11] is not None
-                figures = row[12:] != _NO_FIGURES
-                values = row if texts else row[:9] + row[12:]
-                if not figures:
-                    values = values[: len(values) - len(FIGURE_COLUMNS)]
-                groups.setdefault((texts, figures), []).append(values)
-            for (texts, figures), batch in groups.items():
-                cur.executemany(self.q(_result_insert(texts, figures)), batch)
-
-    def _insert_tests(self, cur: Any, tests: Sequence[TestRecord]) -> None:
-        """Add the node ids this run introduces (a backend may do it faster)."""
-        cur.executemany(
-            self.q(
-                "INSERT INTO p3m_tests (nodeid, file, line) VALUES (?, ?, ?)"
-                " ON CONFLICT (nodeid) DO NOTHING"
-            ),
-            [(clean_text(t.nodeid), clean_text(t.file), t.line) for t in tests],
-        )
 
     def prune(self, older_than: float) -> int:
         with self.write_transaction() as cur:
@@ -267,6 +215,7 @@ class SQLStore(Store):
                 "DELETE FROM p3m_tests WHERE NOT EXISTS"
                 " (SELECT 1 FROM p3m_results r WHERE r.test = p3m_tests.id)"
             )
+            cur.execute("DELETE FROM p3m_suites")  # it may name tests just deleted
             return len(seqs)
 
     # -- reading ---------------------------------------------------------------------------

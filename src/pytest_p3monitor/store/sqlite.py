@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..fsutil import make_dir_with_gitignore
-from ..records import HistoryRow
+from ..records import HistoryRow, RunInfo, TestRecord
 from .base import SchemaTooNew, StoreCorrupt, StoreUnavailable
 from .schema import SCHEMA_VERSION, statements
 from .sql import MAX_WINDOW, SQLStore, group_histories
+from .sqlite_save import write_run
 
 #: failing_histories scans the whole results table while the store holds fewer than this
 #: many windows of runs, and goes through the run index beyond.
@@ -149,6 +150,11 @@ class SQLiteStore(SQLStore):
                     " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     (str(step),),
                 )
+
+    # -- writing ---------------------------------------------------------------------------
+    def save_run(self, run: RunInfo, tests: Sequence[TestRecord], metrics: dict[str, Any]) -> None:
+        with self.write_transaction() as cur:
+            write_run(cur, run, tests, metrics)
 
     @contextmanager
     def write_transaction(self) -> Iterator[Any]:
