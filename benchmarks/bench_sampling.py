@@ -119,55 +119,71 @@ def _fmt(values: list[float]) -> str:
     return " ".join(f"{v:.3f}" for v in values)
 
 
-class _Report:
-    def __init__(self, when: str) -> None:
-        self.when = when
-        self.nodeid = "test_x.py::test_x"
-
-
 def hook_cost(number: int) -> None:
-    """The per-test hooks of both meter shapes (see ResourcesPlugin._register_meter)."""
+    """What the plugin does per test in the process that runs it, with the meter and
+    without: no xdist, the monitor's record builder folds the three reports and calls the
+    meter at the teardown report; in an xdist worker the meter's own hook does."""
     sys.path.insert(0, str(SRC))
+    import time as _time
     from types import SimpleNamespace
 
+    from _pytest.reports import TestReport
+
+    from pytest_p3monitor.collect import RecordBuilder
     from pytest_p3monitor.phases import PhaseRecorder
-    from pytest_p3monitor.records import TestRecord
-    from pytest_p3monitor.resources_plugin import _LocalMeter, _ReportMeter
+    from pytest_p3monitor.resources_plugin import _WorkerMeter
     from pytest_p3monitor.sampling.pertest import TestMeter
 
-    nodeid = "test_x.py::test_x"
-    plugin: Any = SimpleNamespace(  # the per-test state only
-        meter=TestMeter(),
-        recorder=PhaseRecorder(),
-        phase_entries=[],
-        is_worker=False,
-        monitor=SimpleNamespace(records={nodeid: TestRecord(nodeid=nodeid)}),
-    )
-    location = ("test_x.py", 1, "test_x")
-    local = _LocalMeter(plugin)
-    on_report = _ReportMeter(plugin)
-    reports = [_Report("setup"), _Report("call"), _Report("teardown")]
+    now = _time.time()
+    tests = [
+        [
+            TestReport(
+                f"test_x.py::test_x[{i}]",
+                ("test_x.py", 1, f"test_x[{i}]"),
+                {},
+                "passed",
+                None,
+                when,
+                [],
+                0.0001,
+                now,
+                now + 0.0001,
+                [],
+            )
+            for when in ("setup", "call", "teardown")
+        ]
+        for i in range(number)
+    ]
+    reports = [r for test in tests for r in test]
+    meter = TestMeter()
+    meter.start()
 
-    def local_test() -> None:  # no xdist: the default
-        local.pytest_runtest_logstart(nodeid, location)
-        local.pytest_runtest_logfinish(nodeid, location)
-
-    def report_test() -> None:  # an xdist worker, or --junitxml
-        on_report.pytest_runtest_logstart(nodeid, location)
+    def fold(with_meter: bool) -> None:
+        builder = RecordBuilder()
+        if with_meter:
+            builder.meter = meter.lap
+        add = builder.add
         for report in reports:
-            on_report.pytest_runtest_logreport(report)  # type: ignore[arg-type]
+            add(report)
 
-    for what, one_test in (("", local_test), (" (xdist worker, --junitxml)", report_test)):
-        best = min(timeit.repeat(one_test, number=number, repeat=5)) / number
-        print(
-            f"per-test hook cost{what}: {best * 1e6:.1f} us  (target < 20 us; best of 5 x {number})"
-        )
-    meter = plugin.meter
-    alone = min(timeit.repeat(lambda: (meter.start(), meter.stop()), number=number, repeat=5))
+    worker = _WorkerMeter(SimpleNamespace(meter=meter, recorder=PhaseRecorder()))  # type: ignore[arg-type]
+
+    def in_worker() -> None:
+        hook = worker.pytest_runtest_logreport
+        for report in reports:
+            hook(report)
+
+    def best(func: Any) -> float:
+        return min(timeit.repeat(func, number=1, repeat=5)) / number * 1e6
+
+    folded, plain = best(lambda: fold(True)), best(lambda: fold(False))
     print(
-        f"  of which TestMeter start+stop: {alone / number * 1e6:.1f} us"
-        f"  (VmHWM reset works: {meter.reset_works})"
+        f"per-test hook cost: {folded:.1f} us  (target < 20 us; best of 5 x {number} tests):"
+        f" record folding {plain:.1f} us + meter {folded - plain:.1f} us"
     )
+    print(f"per-test hook cost in an xdist worker (the meter): {best(in_worker):.1f} us")
+    alone = best(lambda: [meter.lap() for _ in range(number)])
+    print(f"  TestMeter.lap alone: {alone:.1f} us  (VmHWM reset works: {meter.reset_works})")
 
 
 def main() -> None:

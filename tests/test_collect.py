@@ -8,7 +8,13 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_p3monitor.collect import MESSAGE_MAX, RecordBuilder, short_message
+from pytest_p3monitor.collect import (
+    FIGURES_ATTR,
+    MESSAGE_MAX,
+    RecordBuilder,
+    add_figures,
+    short_message,
+)
 
 
 @dataclass
@@ -82,6 +88,56 @@ def test_worker_and_figures_travel_on_reports() -> None:
     rec = b.records["t.py::test_x"]
     assert rec.worker == "gw1"
     assert rec.figures == {"cpu_s": 0.5}
+
+
+def test_meter_measures_each_attempt_at_its_teardown_report() -> None:
+    laps = iter(
+        [
+            {"cpu_time_s": 0.5, "rss_peak_bytes": 300, "write_bytes": 10},
+            {"cpu_time_s": 0.25, "rss_peak_bytes": 200, "write_bytes": 4},
+        ]
+    )
+    b = RecordBuilder()
+    b.meter = lambda: next(laps)
+    reports = [
+        Rep("setup", "passed"),
+        Rep("call", "rerun"),  # pytest-rerunfailures: the first attempt failed
+        Rep("teardown", "passed"),
+        Rep("setup", "passed"),
+        Rep("call", "passed"),
+        Rep("teardown", "passed"),
+    ]
+    for r in reports:
+        b.add(r)
+    (rec,) = b.records.values()
+    # both attempts: times and bytes add up, the peak is the larger one
+    assert rec.figures == {"cpu_time_s": 0.75, "rss_peak_bytes": 300, "write_bytes": 14}
+    # each teardown report carries its own attempt's figures (xdist, the JUnit properties)
+    assert getattr(reports[2], FIGURES_ATTR) == {
+        "cpu_time_s": 0.5,
+        "rss_peak_bytes": 300,
+        "write_bytes": 10,
+    }
+    assert not hasattr(reports[1], FIGURES_ATTR)
+
+
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["cpu_time_s", "rss_peak_bytes", "read_bytes"]),
+            st.integers(min_value=0, max_value=10**9),
+        )
+    )
+)
+def test_add_figures_sums_and_keeps_peaks(attempts: list[dict[str, int]]) -> None:
+    total: dict[str, float] = {}
+    for figures in attempts:
+        add_figures(total, figures)
+    for name in ("cpu_time_s", "read_bytes"):
+        values = [f[name] for f in attempts if name in f]
+        assert total.get(name) == (sum(values) if values else None)
+    peaks = [f["rss_peak_bytes"] for f in attempts if "rss_peak_bytes" in f]
+    assert total.get("rss_peak_bytes") == (max(peaks) if peaks else None)
 
 
 def test_message_is_one_short_line() -> None:

@@ -51,13 +51,13 @@ def test_parse_hwm() -> None:
 def test_meter_peak_resets_between_tests() -> None:
     meter = TestMeter()
     assert meter.reset_works, "clear_refs should work on this Linux machine"
+    # How a session uses it: start before the first test, a lap at the end of each.
     meter.start()
     block = bytearray(80 * 1024 * 1024)
     block[::4096] = b"x" * len(block[::4096])  # touch every page
     del block
-    big = meter.stop()
-    meter.start()
-    small = meter.stop()
+    big = meter.lap()
+    small = meter.lap()
     assert big[RSS_PEAK] - small[RSS_PEAK] > 60 * 1024 * 1024
     assert big[CPU_TIME] > small[CPU_TIME] >= 0
 
@@ -78,12 +78,11 @@ def test_meter_peak_after_a_big_thread_exited() -> None:
     thread.join()
     meter = TestMeter()
     meter.start()
-    small = meter.stop()
-    meter.start()
+    small = meter.lap()
     block = bytearray(30 * 1024 * 1024)
     block[::4096] = b"x" * len(block[::4096])
     del block
-    grown = meter.stop()
+    grown = meter.lap()
     assert small[RSS_PEAK] < resident + 100 * 1024 * 1024
     assert 20 * 1024 * 1024 < grown[RSS_PEAK] - small[RSS_PEAK] < 60 * 1024 * 1024
 
@@ -92,14 +91,13 @@ def test_meter_peak_after_a_big_thread_exited() -> None:
 def test_meter_counts_writes_and_not_its_own_reads(tmp_path: Path) -> None:
     meter = TestMeter()
     meter.start()
-    idle = meter.stop()
+    idle = meter.lap()
     assert idle[READ_CHARS] == 0
-    meter.start()
     with open(tmp_path / "f", "wb") as f:
         f.write(b"x" * 300_000)
         f.flush()
         os.fsync(f.fileno())
-    wrote = meter.stop()
+    wrote = meter.lap()
     assert 300_000 <= wrote[WRITE_CHARS] < 310_000
     assert wrote[WRITE_BYTES] >= 290_000
 
@@ -111,9 +109,13 @@ def test_meter_reads_an_unusual_io_layout_with_the_general_parser(tmp_path: Path
     meter._io_fixed = False
     meter.start()
     (tmp_path / "f").write_bytes(b"x" * 100_000)
-    wrote = meter.stop()
+    wrote = meter.lap()
     assert 100_000 <= wrote[WRITE_CHARS] < 110_000
     assert wrote[READ_CHARS] == 0
+
+
+def test_meter_gives_nothing_before_it_starts() -> None:
+    assert TestMeter().lap() == {}
 
 
 def test_meter_without_proc_falls_back_to_getrusage(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,7 +123,7 @@ def test_meter_without_proc_falls_back_to_getrusage(monkeypatch: pytest.MonkeyPa
     meter = TestMeter()
     assert not meter.reset_works
     meter.start()
-    figures = meter.stop()
+    figures = meter.lap()
     assert figures[RSS_PEAK] > 0  # the lifetime peak: an upper bound
     assert READ_CHARS not in figures
 
@@ -135,7 +137,7 @@ def test_meter_reopens_after_fork() -> None:
         meter.start()
         block = bytearray(40 * 1024 * 1024)
         block[::4096] = b"x" * len(block[::4096])
-        figures = meter.stop()
+        figures = meter.lap()
         os.write(write, str(int(figures[RSS_PEAK])).encode())
         os._exit(0)
     os.close(write)

@@ -201,7 +201,7 @@ def test_the_meters_figures_are_the_stores_figure_columns() -> None:
     meter = TestMeter()
     try:
         meter.start()
-        figures = meter.stop()
+        figures = meter.lap()
     finally:
         meter.close()
     assert set(figures) == set(FIGURE_COLUMNS)

@@ -11,9 +11,16 @@ hot path, so it does as little as possible.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import pytest
+
 from .records import Outcome, TestRecord
+
+#: The attribute of a teardown report that carries its test's figures (from the meter of
+#: the process that ran it): to the xdist controller, and to the JUnit XML properties.
+FIGURES_ATTR = "p3monitor"
 
 MESSAGE_MAX = 300
 
@@ -37,12 +44,45 @@ def short_message(report: Any) -> str | None:
     return text[: MESSAGE_MAX - 1] + "…" if len(text) > MESSAGE_MAX else text
 
 
+def add_figures(total: dict[str, float], more: Mapping[str, float]) -> None:
+    """Add one attempt's figures to the test's (a rerun is another attempt of the same
+    test): peaks keep the larger, times and byte counts add up."""
+    for name, value in more.items():
+        before = total.get(name)
+        if before is None:
+            total[name] = value
+        elif "peak" in name:
+            total[name] = max(before, value)
+        else:
+            total[name] = before + value
+
+
 class RecordBuilder:
-    """Keeps the records of one session, in the order tests first reported."""
+    """Keeps the records of one session, in the order tests first reported.
+
+    ``meter``, when set, measures the tests of this process: called at each teardown
+    report, it gives the figures of the test since the previous call (the previous test's
+    teardown report, or the start of the run loop for the first test), and those land in
+    the record and on the report (``FIGURES_ATTR``). One call per test at the teardown
+    report, rather than a start and a stop hook of its own around each test, saves two
+    hook dispatches and a system call per test.
+    """
 
     def __init__(self) -> None:
         self.records: dict[str, TestRecord] = {}
+        self.meter: Callable[[], dict[str, float]] | None = None
+        # The item of the previous report, by its location tuple: pytest builds one per
+        # item and gives the same object to each of its reports, so the call and teardown
+        # reports that follow a setup report find their record without the node id (a
+        # property, ``str`` of a structured id since pytest 9.1). Reports that travelled
+        # from an xdist worker never match, and a setup report always looks up.
+        self._location: object = None
+        self._record: TestRecord | None = None
 
+    # The monitor registers this method itself as its pytest_runtest_logreport (no Python
+    # call in between on the hot path); tryfirst, so that the test's figures are on its
+    # teardown report before other plugins read it there (the JUnit XML properties).
+    @pytest.hookimpl(tryfirst=True)
     def add(self, report: Any) -> None:
         """Fold one ``pytest.TestReport`` (or an xdist copy of one) into its record."""
         # The optional attributes (xdist's worker_id, a subtest's context, the figures of
@@ -50,17 +90,21 @@ class RecordBuilder:
         # with a default raises and catches an AttributeError for each one missing, which
         # made this function twice as slow (about 2 us per report, 3 reports per test).
         attrs = report.__dict__
-        nodeid = report.nodeid
-        rec = self.records.get(nodeid)
-        if rec is None:
-            fspath, lineno, _ = report.location
-            rec = self.records[nodeid] = TestRecord(
-                nodeid=nodeid,
-                file=fspath,
-                line=None if lineno is None else lineno + 1,
-                start=attrs.get("start"),
-            )
         when = report.when
+        location = report.location
+        rec = self._record
+        if location is not self._location or when == "setup" or rec is None:
+            nodeid = report.nodeid
+            rec = self.records.get(nodeid)
+            if rec is None:
+                fspath, lineno, _ = location
+                rec = self.records[nodeid] = TestRecord(
+                    nodeid=nodeid,
+                    file=fspath,
+                    line=None if lineno is None else lineno + 1,
+                    start=attrs.get("start"),
+                )
+            self._location, self._record = location, rec
         outcome = report.outcome
         stop = attrs.get("stop")
         if stop is not None:
@@ -69,47 +113,27 @@ class RecordBuilder:
         if worker is not None:
             rec.worker = worker
 
-        if when == "call" and attrs.get("context") is not None:
-            # A subtest: count its failure on the test, keep the test's own timings.
-            if outcome == "failed":
-                rec.subtests_failed += 1
-                if rec.message is None:
-                    rec.message = short_message(report)
-                if rec.outcome == "passed":
-                    rec.outcome = "failed"
-            return
-
         if outcome == "rerun":
             rec.reruns += 1
             rec.message = short_message(report)
             return
 
-        figures = attrs.get("p3monitor")
-        if figures:
-            rec.figures.update(figures)
-
-        wasxfail = "wasxfail" in attrs
         new: Outcome
-        if when == "setup":
-            # A new attempt starts (the first, or one after a rerun): its phases count.
-            rec.setup_s, rec.call_s, rec.teardown_s = report.duration, 0.0, 0.0
-            if outcome == "passed":
-                new = "passed"
-            elif outcome == "skipped":
-                new = "xfailed" if wasxfail else "skipped"
-            else:
-                new = "error"
-            rec.outcome = new
-            rec.subtests_failed = 0
-            if outcome == "failed":
-                rec.message = short_message(report)
-            return
         if when == "call":
+            if attrs.get("context") is not None:
+                # A subtest: count its failure on the test, keep the test's own timings.
+                if outcome == "failed":
+                    rec.subtests_failed += 1
+                    if rec.message is None:
+                        rec.message = short_message(report)
+                    if rec.outcome == "passed":
+                        rec.outcome = "failed"
+                return
             rec.call_s = report.duration
             if outcome == "passed":
-                new = "xpassed" if wasxfail else "passed"
+                new = "xpassed" if "wasxfail" in attrs else "passed"
             elif outcome == "skipped":
-                new = "xfailed" if wasxfail else "skipped"
+                new = "xfailed" if "wasxfail" in attrs else "skipped"
             else:
                 new = "failed"
                 if not rec.subtests_failed:  # else the subtest's own message says more
@@ -118,8 +142,29 @@ class RecordBuilder:
                 new = "failed"
             rec.outcome = new
             return
-        # teardown
+        if when == "setup":
+            # A new attempt starts (the first, or one after a rerun): its phases count.
+            rec.setup_s, rec.call_s, rec.teardown_s = report.duration, 0.0, 0.0
+            if outcome == "passed":
+                new = "passed"
+            elif outcome == "skipped":
+                new = "xfailed" if "wasxfail" in attrs else "skipped"
+            else:
+                new = "error"
+                rec.message = short_message(report)
+            rec.outcome = new
+            rec.subtests_failed = 0
+            return
+        # teardown: the end of an attempt
         rec.teardown_s = report.duration
         if outcome == "failed" and rec.outcome in _PASSED_LIKE:
             rec.outcome = "error"
             rec.message = short_message(report)
+        figures = attrs.get(FIGURES_ATTR)  # measured in an xdist worker
+        if figures is None and self.meter is not None:  # measured here
+            figures = attrs[FIGURES_ATTR] = self.meter()
+        if figures:
+            if rec.figures:
+                add_figures(rec.figures, figures)
+            else:
+                rec.figures.update(figures)

@@ -3,8 +3,10 @@
 Registered in every process of a ``--p3monitor`` session (see ``plugin.FEATURES``):
 
 - wherever tests run (the only process, or each xdist worker) it measures each test's own
-  CPU time, peak RSS and I/O (:mod:`.sampling.pertest`) and sends them, with the phases
-  the ``p3monitor`` fixture measured, on the test's teardown report;
+  CPU time, peak RSS and I/O (:mod:`.sampling.pertest`), from the end of the test before
+  to the test's teardown report: into the test's record, or in a worker onto that report
+  (with the phases the ``p3monitor`` fixture measured), which carries them to the
+  controller;
 - on the controller it runs the session sampler (a separate process: the process tree,
   its cgroup, the containers, disk and probes), and at the end fills
   ``metrics.resource_usage``, ``metrics.performance.phases`` / ``services``, each test's
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .collect import FIGURES_ATTR
 from .config import Setting, parse_with, positive_float, setting, setting_list
 from .phases import RECORDER_KEY, PhaseRecorder, summarize
 from .report.terminal import fmt_bytes
@@ -200,23 +203,25 @@ class ResourcesPlugin:
 
     # -- wherever tests run: per-test figures -----------------------------------------------
     def _register_meter(self) -> None:
-        """The per-test hooks this process needs, as a plugin of their own.
+        """Where this process's tests are measured, and how their figures travel.
 
-        Three shapes, so that the common one (no xdist) pays two hook calls per test, not
-        four: there the figures go straight into the test's record when it finishes; an
-        xdist worker puts them on the teardown report, which carries them to the
-        controller; the controller only collects the phases the workers measured.
+        Without xdist the monitor's record builder calls the meter at each teardown report
+        and keeps the figures in the record: no hook of its own per test. An xdist worker
+        has no builder: a plugin of its own puts them on the teardown report, which carries
+        them to the controller. The controller only collects the phases the workers measured.
         """
-        meter: object
-        if self.is_worker or (self.runs_tests and _junitxml_on(self.config)):
-            # Under --junitxml too: the JUnit properties read the figures on the teardown
-            # report, before pytest closes the test case.
-            meter = _ReportMeter(self)
+        if self.is_worker:
+            self.config.pluginmanager.register(_WorkerMeter(self), "p3monitor-meter")
         elif self.runs_tests:
-            meter = _LocalMeter(self)
+            self.monitor.builder.meter = self.meter.lap
         else:
-            meter = _PhaseCollector(self)
-        self.config.pluginmanager.register(meter, "p3monitor-meter")
+            self.config.pluginmanager.register(_PhaseCollector(self), "p3monitor-meter")
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        # The first test is measured from here (each later one from the end of the one before).
+        if self.is_worker or self.runs_tests:
+            self.meter.start()
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.is_worker and self.recorder.entries:
@@ -294,49 +299,13 @@ class ResourcesPlugin:
             terminalreporter.write_line(line)
 
 
-class _Meter:
-    """Starts the meter when a test starts; the subclasses say where its figures go."""
+class _WorkerMeter:
+    """In an xdist worker: each test's figures, and the phases measured during it, travel
+    to the controller on its teardown report."""
 
     def __init__(self, plugin: ResourcesPlugin) -> None:
-        self.meter = plugin.meter
+        self.lap = plugin.meter.lap
         self.recorder = plugin.recorder
-        self.phase_entries = plugin.phase_entries
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
-        self.meter.start()
-
-
-class _LocalMeter(_Meter):
-    """Per-test figures where the tests run in this process (no xdist)."""
-
-    def __init__(self, plugin: ResourcesPlugin) -> None:
-        super().__init__(plugin)
-        self.records = plugin.monitor.records
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_logfinish(self, nodeid: str, location: object) -> None:
-        figures = self.meter.stop()
-        record = self.records.get(nodeid)
-        if record is not None:
-            record.figures.update(figures)
-        if self.recorder.entries:
-            self.phase_entries.extend(self.recorder.drain())
-
-
-def _junitxml_on(config: pytest.Config) -> bool:
-    from _pytest.junitxml import xml_key
-
-    return config.stash.get(xml_key, None) is not None
-
-
-class _ReportMeter(_Meter):
-    """Per-test figures on the teardown report: in an xdist worker they travel to the
-    controller on it; with --junitxml the JUnit properties read them there."""
-
-    def __init__(self, plugin: ResourcesPlugin) -> None:
-        super().__init__(plugin)
-        self.is_worker = plugin.is_worker
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -344,17 +313,9 @@ class _ReportMeter(_Meter):
         if report.when != "teardown":
             return
         attrs = report.__dict__  # the optional attributes, without getattr's defaults
-        figures = self.meter.stop()
-        existing = attrs.get("p3monitor")
-        if isinstance(existing, dict):
-            existing.update(figures)
-        else:
-            attrs["p3monitor"] = figures
+        attrs[FIGURES_ATTR] = self.lap()
         if self.recorder.entries:
-            if self.is_worker:
-                attrs["p3monitor_phases"] = self.recorder.drain()
-            else:
-                self.phase_entries.extend(self.recorder.drain())
+            attrs["p3monitor_phases"] = self.recorder.drain()
 
 
 class _PhaseCollector:

@@ -110,7 +110,9 @@ class MonitorSession:
         self.run = RunInfo(run_id=uuid.uuid4().hex, started_at=time.time())
         if self.is_worker:
             return
-        self.pytest_runtest_logreport = self.builder.add  # type: ignore[method-assign]
+        # The builder's own ``add`` is the hook (no Python call in between, on the hot
+        # path); a worker has none: its reports are folded on the controller.
+        self.pytest_runtest_logreport = self.builder.add
         commit = setting(config, "p3monitor_commit", env="P3MONITOR_COMMIT", ini=False).value
         branch = setting(config, "p3monitor_branch", env="P3MONITOR_BRANCH", ini=False).value
         ci, ci_commit, ci_branch = detect_ci(os.environ)
@@ -161,12 +163,6 @@ class MonitorSession:
             self.warn(f"{what} failed: {type(exc).__name__}: {exc}")
 
     # -- pytest hooks ------------------------------------------------------------------------
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        # Replaced by the builder's own ``add`` in the controller (see __init__): one Python
-        # call less per report on the hot path.
-        if not self.is_worker:
-            self.builder.add(report)
-
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodeready(self, node: Any) -> None:
         self.run.workers += 1

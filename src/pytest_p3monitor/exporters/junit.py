@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ..collect import FIGURES_ATTR
+
 if TYPE_CHECKING:
     from _pytest.junitxml import LogXML
 
 __all__ = ["PREFIX", "JUnitProperties", "format_value", "properties_for"]
 
 PREFIX = "p3monitor_"
-#: The attribute of a teardown TestReport that carries the test's figures (set by the monitor).
-FIGURES_ATTR = "p3monitor"
 
 
 def format_value(value: object) -> str | None:
@@ -100,9 +100,9 @@ class JUnitProperties:
         self._pending: dict[tuple[str, object], _Pending] = {}
         self._reruns: dict[str, int] = {}
 
-    # A plain hookimpl on purpose: it runs after the ``tryfirst`` ones (the resources plugin
-    # puts the test's figures on the teardown report there) and, being registered after
-    # pytest's LogXML, before LogXML closes the test case on that same report.
+    # A plain hookimpl on purpose: it runs after the ``tryfirst`` ones (the monitor puts the
+    # test's figures on the teardown report there, or an xdist worker did) and, being
+    # registered after pytest's LogXML, before LogXML closes the test case on that report.
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         key = (report.nodeid, getattr(report, "node", None))
         pending = self._pending.setdefault(key, _Pending())
