@@ -90,22 +90,21 @@ class RecordBuilder:
         # with a default raises and catches an AttributeError for each one missing, which
         # made this function twice as slow (about 2 us per report, 3 reports per test).
         attrs = report.__dict__
-        when = report.when
-        location = report.location
+        try:  # a dict lookup each: faster than attribute reads on a report with a __dict__
+            when, location, outcome = attrs["when"], attrs["location"], attrs["outcome"]
+        except KeyError:  # a report-like object with properties for them
+            when, location, outcome = report.when, report.location, report.outcome
         rec = self._record
         if location is not self._location or when == "setup" or rec is None:
             nodeid = report.nodeid
             rec = self.records.get(nodeid)
             if rec is None:
                 fspath, lineno, _ = location
-                rec = self.records[nodeid] = TestRecord(
-                    nodeid=nodeid,
-                    file=fspath,
-                    line=None if lineno is None else lineno + 1,
-                    start=attrs.get("start"),
-                )
+                line = None if lineno is None else lineno + 1
+                # (nodeid, outcome, file, line) positionally: bound faster than keywords
+                rec = self.records[nodeid] = TestRecord(nodeid, "passed", fspath, line)
+                rec.start = attrs.get("start")
             self._location, self._record = location, rec
-        outcome = report.outcome
         stop = attrs.get("stop")
         if stop is not None:
             rec.stop = stop
