@@ -8,7 +8,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_p3monitor.records import RunInfo, TestRecord
-from pytest_p3monitor.report.json_report import SCHEMA, build, entries_of, iso
+from pytest_p3monitor.report.json_report import (
+    SCHEMA,
+    SLOWEST,
+    build,
+    durations_of,
+    entries_of,
+    iso,
+    slowest,
+)
 
 
 @given(st.floats(min_value=0, max_value=4e9, allow_nan=False))
@@ -52,3 +60,21 @@ def test_fmt_bytes() -> None:
     assert fmt_bytes(512) == "512 B"
     assert fmt_bytes(48_000_000) == "45.8 MiB"
     assert fmt_bytes(3 * 2**40) == "3072.0 GiB"
+
+
+@given(st.lists(st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0]) | st.floats(0, 5), max_size=30))
+def test_slowest_is_the_stable_sort(calls: list[float]) -> None:
+    tests = [TestRecord(nodeid=f"t::{i}", call_s=c, setup_s=0.25) for i, c in enumerate(calls)]
+    ranked = sorted(tests, key=lambda t: t.duration_s, reverse=True)[:SLOWEST]
+    expected = [{"nodeid": t.nodeid, "duration_s": round(t.duration_s, 6)} for t in ranked]
+    assert slowest(tests) == expected  # equal durations in the tests' order
+    assert durations_of(tests) == [t.duration_s for t in tests]
+
+
+def test_counts_of_a_session_that_all_passed() -> None:
+    run = RunInfo(run_id="r", started_at=100.0, finished_at=110.0)
+    tests = [TestRecord(nodeid=f"t::{i}", reruns=i % 2) for i in range(5)]
+    rel = build(run, tests)["metrics"]["reliability"]
+    assert (rel["tests"], rel["passed"], rel["failed"], rel["errors"], rel["reruns"]) == (
+        5, 5, 0, 0, 2,
+    )  # fmt: skip

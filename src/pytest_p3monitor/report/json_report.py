@@ -10,6 +10,7 @@ figures, and only when something reads them (a JSON file, a report hook).
 from __future__ import annotations
 
 import functools
+import heapq
 import json
 import math
 import time
@@ -99,14 +100,32 @@ def entries_of(tests: Sequence[TestRecord]) -> list[dict[str, Any]]:
     return [_entry(t) for t in tests]
 
 
-def slowest(tests: Sequence[TestRecord], n: int = SLOWEST) -> list[dict[str, Any]]:
-    ranked = sorted(tests, key=lambda t: t.duration_s, reverse=True)[:n]
-    return [{"nodeid": t.nodeid, "duration_s": round(t.duration_s, 6)} for t in ranked]
+def durations_of(tests: Sequence[TestRecord]) -> list[float]:
+    """Each test's ``duration_s``, in order: one list comprehension rather than a property call
+    per test (the session's end reads every duration several times)."""
+    return [t.setup_s + t.call_s + t.teardown_s for t in tests]
+
+
+def slowest(
+    tests: Sequence[TestRecord], n: int = SLOWEST, durations: Sequence[float] | None = None
+) -> list[dict[str, Any]]:
+    """The report's ``slowest``: the ``n`` longest tests, longest first.
+
+    ``durations`` are the tests' (:func:`durations_of`), when the caller has them already.
+    """
+    if durations is None:
+        durations = durations_of(tests)
+    # as sorted(..., reverse=True)[:n] (equal durations in the tests' order), without sorting
+    ranked = heapq.nlargest(n, range(len(durations)), key=durations.__getitem__)
+    return [{"nodeid": tests[i].nodeid, "duration_s": round(durations[i], 6)} for i in ranked]
 
 
 def build(run: RunInfo, tests: Sequence[TestRecord]) -> dict[str, Any]:
     """The report for a finished session, with every key of the schema."""
-    counts = Counter(t.outcome for t in tests)
+    durations = durations_of(tests)
+    outcomes = [t.outcome for t in tests]
+    passed = outcomes.count("passed")  # a C scan; most sessions need no more than this
+    counts = Counter(outcomes) if passed != len(outcomes) else Counter(passed=passed)
     total_time = None if run.finished_at is None else run.finished_at - run.started_at
     rate = success_rate(len(tests), counts["skipped"], counts["failed"], counts["error"])
     return {
@@ -125,9 +144,9 @@ def build(run: RunInfo, tests: Sequence[TestRecord]) -> dict[str, Any]:
             "performance": {
                 "total_time_s": None if total_time is None else round(total_time, 6),
                 "test_execution_time_s": round(execution_time_s(tests), 6),
-                "tests_duration_sum_s": round(sum(t.duration_s for t in tests), 6),
+                "tests_duration_sum_s": round(sum(durations), 6),
                 "phases": {},
-                "slowest": slowest(tests),
+                "slowest": slowest(tests, durations=durations),
             },
             "reliability": {
                 "tests": len(tests),
@@ -137,7 +156,7 @@ def build(run: RunInfo, tests: Sequence[TestRecord]) -> dict[str, Any]:
                 "errors": counts["error"],
                 "xfailed": counts["xfailed"],
                 "xpassed": counts["xpassed"],
-                "reruns": sum(t.reruns for t in tests),
+                "reruns": sum([t.reruns for t in tests]),
                 "success_rate": None if rate is None else round(rate, 4),
                 "flaky_in_session": [],
             },
