@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pytest_p3monitor import cli
-from pytest_p3monitor.flaky_plugin import FlakyPlugin
+from pytest_p3monitor.flaky_plugin import FlakyPlugin, failed_or_rerun
 from pytest_p3monitor.records import RunInfo, TestRecord
 from pytest_p3monitor.store.sqlite import SQLiteStore
 
@@ -361,3 +361,17 @@ def test_unusable_store_still_reports_rerun_evidence(pytester: pytest.Pytester) 
     result = session(pytester, "c0", "--reruns", "1", "--p3monitor-db", "not-a-db", "-W", "ignore")
     assert result.parseoutcomes() == {"passed": 1, "failed": 1, "rerun": 2}
     result.stdout.fnmatch_lines(["new flaky evidence (1): *test_fails_first_time (passed after 1*"])
+
+
+def test_failed_or_rerun_keeps_the_records_order() -> None:
+    records = [
+        TestRecord("t::ok"),
+        TestRecord("t::bad", outcome="failed"),
+        TestRecord("t::skip", outcome="skipped"),
+        TestRecord("t::rerun", reruns=2),
+        TestRecord("t::err", outcome="error"),
+        TestRecord("t::xfail", outcome="xfailed"),
+    ]
+    assert [r.nodeid for r in failed_or_rerun(records)] == ["t::bad", "t::rerun", "t::err"]
+    assert failed_or_rerun(records[:1] + records[2:3] + records[5:]) == []
+    assert failed_or_rerun([]) == []

