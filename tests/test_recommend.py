@@ -222,3 +222,37 @@ def test_may_advise_on_a_session_of_fast_tests() -> None:
     assert may_advise([0.5] * 200, 0, 4)  # 100 s of tests: 4 workers save about 70 s
     assert not may_advise([], 0, 4)
     assert recommend_workers([0.5] * 200, 0, 4) is not None
+
+
+def _heap_makespan(ordered: list[float], workers: int) -> float:
+    """LPT with a heap for every worker count: the reference of the one- and two-worker loops."""
+    import heapq
+
+    loads = [0.0] * workers
+    for duration in ordered:
+        heapq.heapreplace(loads, loads[0] + duration)
+    return max(loads)
+
+
+_any_floats = st.lists(
+    st.floats(allow_nan=True, allow_infinity=True) | st.floats(min_value=0, max_value=1e-3),
+    max_size=60,
+)
+
+
+@given(_durations | _any_floats, st.integers(min_value=1, max_value=3))
+def test_one_and_two_workers_schedule_as_the_heap_does(
+    durations: list[float], workers: int
+) -> None:
+    ordered = sorted(durations, reverse=True)
+    expected = _heap_makespan(ordered, workers)
+    got = recommend._lpt_longest_first(ordered, workers)
+    # the same float, bit for bit (nan included: both are nan then)
+    assert repr(got) == repr(expected)
+
+
+def test_slowest_needs_a_slow_test_before_listing() -> None:
+    # thousands of fast tests: no slow one, nothing named (one scan for the longest)
+    assert recommend_slowest({f"t::{i}": 0.01 for i in range(5000)}) is None
+    rec = recommend_slowest({"t::a": 0.01, "t::b": 2.0, "t::c": 1.0})
+    assert rec is not None and rec.tests == ("t::b", "t::c")

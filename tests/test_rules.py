@@ -15,6 +15,7 @@ from pytest_p3monitor.rules import (
     OPERATORS,
     UNITS,
     Deferred,
+    PerTest,
     Rule,
     RuleError,
     evaluate,
@@ -28,6 +29,7 @@ from pytest_p3monitor.rules import (
     phase_metric,
     record_durations,
     report_metrics,
+    round_all,
     shown_durations,
 )
 
@@ -489,3 +491,40 @@ def test_make_rule_builds_what_parse_rule_reads(text: str) -> None:
     number = rule.value / (UNITS[rule.unit][1] if rule.unit else 1.0)
     assert make_rule(rule.metric, rule.op, number, rule.unit) == rule
     assert make_rule(rule.metric, rule.op, number, rule.unit).text == rule.text
+
+
+_round_inputs = st.lists(
+    st.floats(allow_nan=True, allow_infinity=True)
+    | st.floats(min_value=0, max_value=1e4)
+    | st.floats(min_value=-1e-5, max_value=1e-5)
+    # exact halves at the sixth decimal (k + 0.5 millionths, some exact in binary)
+    | st.integers(min_value=0, max_value=10**7).map(lambda k: (k + 0.5) / 1e6)
+    | st.integers(min_value=0, max_value=2**20).map(lambda k: k / 2**17),
+    max_size=50,
+)
+
+
+@given(_round_inputs, st.integers(min_value=0, max_value=8))
+def test_round_all_is_round_of_each(values: list[float], digits: int) -> None:
+    expected = [round(v, digits) for v in values]
+    # bit for bit: the sign of zero, nan and the exact double
+    assert [repr(v) for v in round_all(values, digits)] == [repr(v) for v in expected]
+
+
+@given(st.lists(st.floats(min_value=1e-6, max_value=1e3), min_size=1, max_size=200))
+def test_round_all_on_durations(values: list[float]) -> None:
+    # the fast path: positive, finite durations
+    assert round_all(values, 6) == [round(v, 6) for v in values]
+
+
+def test_per_test_mapping_over_two_lists() -> None:
+    durations = PerTest(["t::b", "t::a"], [2.0, 1.0])
+    assert isinstance(durations, Mapping) and len(durations) == 2
+    assert list(durations) == ["t::b", "t::a"] and list(durations.values()) == [2.0, 1.0]
+    assert list(durations.items()) == [("t::b", 2.0), ("t::a", 1.0)]
+    assert durations["t::a"] == 1.0 and "t::c" not in durations
+    assert durations == {"t::a": 1.0, "t::b": 2.0}
+    with pytest.raises(ValueError):
+        PerTest(["t::a"], [])
+    shown = shown_durations(PerTest(["x", "y"], [0.1234565001, 2.0]))
+    assert isinstance(shown, PerTest) and dict(shown) == {"x": 0.123457, "y": 2.0}

@@ -330,14 +330,19 @@ class GatesPlugin:
         # The flaky feature classifies this session's tests already (report["flaky"]);
         # only when it is off (-p no:p3monitor-flaky) is it done here, over every test.
         classify = self.config.pluginmanager.get_plugin("p3monitor-flaky") is None
+        candidates: Mapping[str, float] = durations
         if classify:
             wanted = list(records)
-        else:  # a test that ran under the minimum jump cannot have jumped: no need to look
-            wanted = [
-                nodeid
+        elif durations and max(durations.values()) > anomalies.MIN_JUMP_S:
+            # a test that ran under the minimum jump cannot have jumped: no need to look
+            candidates = {
+                nodeid: duration
                 for nodeid, duration in durations.items()
                 if duration > anomalies.MIN_JUMP_S and records[nodeid].outcome == "passed"
-            ]
+            }
+            wanted = list(candidates)
+        else:  # no test ran that long (most sessions): one scan in C tells
+            wanted = []
         window = TEST_HISTORY_WINDOW if classify else DURATION_HISTORY_WINDOW
         stream: Iterable[tuple[str, Sequence[Any]]] = ()
         if len(wanted) > PER_TEST_QUERIES:  # one scan of the last runs beats many queries
@@ -357,6 +362,7 @@ class GatesPlugin:
             report,
             classify_flaky=classify,
             history_runs=len(history),
+            current=candidates,
         )
         return history, trend_rows, figures
 
@@ -436,11 +442,16 @@ def _test_figures(
     *,
     classify_flaky: bool = True,
     history_runs: int = 0,
+    current: Mapping[str, float] | None = None,
 ) -> _TestFigures:
     """Stream the tests' histories once: duration jumps, duration_regression, flakiness.
 
-    ``durations`` are the records' (:func:`~pytest_p3monitor.rules.record_durations`).
+    ``durations`` are the records' (:func:`~pytest_p3monitor.rules.record_durations`);
+    ``current`` those of the tests whose histories come (default: ``durations``), looked up
+    one by one.
     """
+    if current is None:
+        current = durations
     from . import flaky
 
     jumped: dict[str, float] = {}
@@ -454,7 +465,7 @@ def _test_figures(
             continue
         if record.outcome == "passed":
             jumps = anomalies.duration_jumps(
-                {nodeid: durations[nodeid]}, [(nodeid, rows)], exclude_run=run.run_id
+                {nodeid: current[nodeid]}, [(nodeid, rows)], exclude_run=run.run_id
             )
             jumped.update(jumps.regression)
             found.extend(jumps.anomalies)
