@@ -256,3 +256,24 @@ def test_slowest_needs_a_slow_test_before_listing() -> None:
     assert recommend_slowest({f"t::{i}": 0.01 for i in range(5000)}) is None
     rec = recommend_slowest({"t::a": 0.01, "t::b": 2.0, "t::c": 1.0})
     assert rec is not None and rec.tests == ("t::b", "t::c")
+
+
+@given(
+    _durations | st.lists(st.floats(min_value=0, max_value=0.05), min_size=1, max_size=300),
+    st.integers(min_value=0, max_value=4),
+    st.integers(min_value=1, max_value=8),
+    st.sampled_from([(1.0, 0.5), (0.0, 0.0), (0.0, 1e-300), (1e-9, 0.0)]),
+)
+def test_advice_is_the_same_without_the_one_worker_schedule(
+    durations: list[float], current: int, cpus: int, overhead: tuple[float, float]
+) -> None:
+    startup, per_worker = overhead
+    kwargs = {"startup_s": startup, "per_worker_s": per_worker, "min_saving_s": 0.0}
+    got = recommend_workers(durations, current, cpus, **kwargs)
+    original = recommend._one_worker_is_slower
+    try:  # every worker count scheduled, as before the shortcut
+        recommend._one_worker_is_slower = lambda *args: False  # type: ignore[assignment]
+        expected = recommend_workers(durations, current, cpus, **kwargs)
+    finally:
+        recommend._one_worker_is_slower = original
+    assert got == expected

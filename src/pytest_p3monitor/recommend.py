@@ -119,12 +119,36 @@ def estimate_workers(
     per_worker_s: float = XDIST_PER_WORKER_S,
 ) -> list[WorkerEstimate]:
     """Estimated test wall time without xdist and with 1..``max_workers`` workers."""
-    estimates = [WorkerEstimate(0, sum(durations))]
     ordered = sorted(durations, reverse=True)  # once for every worker count
-    for n in range(1, max(1, max_workers) + 1):
+    counts = range(1, max(1, max_workers) + 1)
+    return _estimates(durations, ordered, counts, startup_s, per_worker_s)
+
+
+def _estimates(
+    durations: Sequence[float],
+    ordered: Sequence[float],
+    counts: Iterable[int],
+    startup_s: float,
+    per_worker_s: float,
+) -> list[WorkerEstimate]:
+    """Without xdist, then with each of ``counts`` workers (``ordered``: longest first)."""
+    estimates = [WorkerEstimate(0, sum(durations))]
+    for n in counts:
         overhead = startup_s + per_worker_s * n
         estimates.append(WorkerEstimate(n, _lpt_longest_first(ordered, n) + overhead))
     return estimates
+
+
+def _one_worker_is_slower(ordered: Sequence[float], total: float, overhead: float) -> bool:
+    """Whether one xdist worker is surely slower than none: the tests one after the other
+    (``ordered``, longest first) plus xdist's ``overhead``, against ``total``, their sum in
+    the session's order. Then its estimate can neither be the best nor be advised (running
+    without xdist is as good, and preferred), and need not be made.
+
+    Two float sums of the same n numbers, none negative, differ by less than
+    2n * 2**-53 times their sum; the margin here is twice that.
+    """
+    return bool(ordered) and ordered[-1] >= 0 and overhead > len(ordered) * 2.0**-50 * total
 
 
 def _saving_bound(total: float, max_workers: int, startup_s: float, per_worker_s: float) -> float:
@@ -164,9 +188,13 @@ def recommend_workers(
         bound = _saving_bound(total, max_workers, startup_s, per_worker_s)
         if bound < max(min_saving_s, min_saving_rel * total):
             return None  # no worker count can save enough: no need to schedule the tests
-    estimates = estimate_workers(
-        durations, max_workers, startup_s=startup_s, per_worker_s=per_worker_s
-    )
+    ordered = sorted(durations, reverse=True)
+    counts = range(1, max_workers + 1)
+    if current_workers != 1 and _one_worker_is_slower(
+        ordered, sum(durations), startup_s + per_worker_s
+    ):
+        counts = range(2, max_workers + 1)  # no need to schedule on one worker
+    estimates = _estimates(durations, ordered, counts, startup_s, per_worker_s)
     best_wall = min(e.wall_s for e in estimates)
     good = [e for e in estimates if e.wall_s <= best_wall * (1 + tolerance)]
     choice = min(good, key=lambda e: (e.workers if e.workers else 1, e.workers))
@@ -352,12 +380,12 @@ def may_advise(
     total = sum(durations)
     if current_workers or not math.isfinite(total):
         return True  # the current setting's own estimate needs the schedule
-    if max(durations) + error >= SLOW_TEST_S:
-        return True  # recommend_slowest may name a test
     # The saving bound grows with the total and so does the threshold: the exact total lies
     # within ``slack`` of this one, the bound is at most its value at the top of that range
     # and the threshold at least its value at the bottom.
     slack = error * len(durations)
     max_workers = max(1, min(cpu_count, len(durations)))
     bound = _saving_bound(total + slack, max_workers, XDIST_STARTUP_S, XDIST_PER_WORKER_S)
-    return bound >= max(MIN_SAVING_S, MIN_SAVING_REL * (total - slack))
+    if bound >= max(MIN_SAVING_S, MIN_SAVING_REL * (total - slack)):
+        return True  # a worker count may save enough
+    return max(durations) + error >= SLOW_TEST_S  # recommend_slowest may name a test

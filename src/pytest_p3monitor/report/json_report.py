@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import functools
 import heapq
+import itertools
 import json
 import math
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,9 +116,25 @@ def slowest(
     """
     if durations is None:
         durations = durations_of(tests)
-    # as sorted(..., reverse=True)[:n] (equal durations in the tests' order), without sorting
-    ranked = heapq.nlargest(n, range(len(durations)), key=durations.__getitem__)
-    return [{"nodeid": tests[i].nodeid, "duration_s": round(durations[i], 6)} for i in ranked]
+    return [
+        {"nodeid": tests[i].nodeid, "duration_s": round(durations[i], 6)}
+        for i in longest_first(durations, n)
+    ]
+
+
+def longest_first(durations: Sequence[float], n: int) -> list[int]:
+    """Positions of the ``n`` longest ``durations``, longest first, equal ones in their order:
+    ``sorted(range(len(durations)), key=durations.__getitem__, reverse=True)[:n]``.
+
+    For thousands of tests, without a sort or a Python call per test: the ``n``-th longest
+    duration, by ``heapq.nlargest``, is the cut; the positions at or above it (about ``n``)
+    come from a comparison per test in a comprehension and ``itertools.compress``.
+    """
+    positions: Iterable[int] = range(len(durations))
+    if len(durations) > n > 0:
+        cut = heapq.nlargest(n, durations)[-1]
+        positions = itertools.compress(positions, [d >= cut for d in durations])
+    return sorted(positions, key=durations.__getitem__, reverse=True)[:n]
 
 
 def build(run: RunInfo, tests: Sequence[TestRecord]) -> dict[str, Any]:
