@@ -375,7 +375,8 @@ def test_a_suite_saved_again_reuses_its_test_ids(store: Store, tmp_path: Path) -
         assert sorted(store.run_tests(seq), key=lambda t: t.nodeid) == sorted(  # type: ignore[attr-defined]
             suite, key=lambda t: t.nodeid
         )
-    assert store_rows(db, "SELECT count(*) FROM p3m_suites") == [(2,)]
+    # (the suite in another order has the same sizes: it took the first one's place)
+    assert store_rows(db, "SELECT count(*) FROM p3m_suites") == [(1,)]
     assert store_rows(db, "SELECT count(*) FROM p3m_tests") == [(250,)]
     # Pruning deletes tests (an id may then be given again): it forgets the suites.
     store.prune(older_than=3.5)

@@ -8,16 +8,16 @@ bind per value. What is left to Python is kept to about 2,500 instructions a res
 - the results go 100 to an INSERT (:func:`_results_insert`), the values of each chunk in
   one flat list built by one loop over the records (:func:`_usual_values`); a column no
   result of the chunk has is left out of the statement instead of bound as None;
-- a test is named by its id, which the last suites saved keep by a digest of their node
-  ids (``p3m_suites``): looking 5000 node ids up costs about 20 M, the digest 1 M.
+- a test is named by its id, which the last suites saved keep with their node ids
+  (``p3m_suites``): looking 5000 node ids up costs about 20 M, finding the suite 2 M.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import sqlite3
+import struct
 import sys
 from array import array
 from collections import Counter
@@ -39,7 +39,7 @@ from .sql import (
 #: statement's own cost is spread, and its compile costs about 27,000 instructions a row
 #: (once per connection and shape).
 CHUNK = 100
-#: How many suites ``p3m_suites`` keeps (8 bytes a test each).
+#: How many suites ``p3m_suites`` keeps (each: 8 bytes and the node id of each test).
 SUITES_KEPT = 8
 
 _RUN_INSERT = (
@@ -64,6 +64,8 @@ _ALL_COLUMNS = tuple(RESULT_COLUMNS.split(", "))
 _USUAL_COLUMNS = _ALL_COLUMNS[:9]
 _NULLABLE = frozenset(("start_at", "stop_at", "worker", "message", "figures", *FIGURE_COLUMNS))
 _NUMBER_OR_NONE = frozenset((int, float, type(None)))
+_FLOATS = [float] * CHUNK
+_INTS = [int] * CHUNK
 #: The columns :func:`_usual_values` may give as None for every result.
 _MAYBE_NULL = frozenset(("start_at", "stop_at", "worker", "message"))
 #: What a string needs escaped in JSON.
@@ -76,17 +78,26 @@ def write_run(cur: Any, run: RunInfo, tests: Sequence[TestRecord], metrics: dict
     if cur.fetchone() is not None:
         return  # already stored: saving is idempotent per run id
     chunks = [_Chunk(tests[i : i + CHUNK]) for i in range(0, len(tests), CHUNK)]
+    for name in FIGURE_COLUMNS:
+        # A figure the same for every result of each chunk (bytes read: often 0) is bound
+        # once a chunk. Decided for the whole run: one statement for every chunk.
+        if chunks and all(name in chunk.same for chunk in chunks):
+            for chunk in chunks:
+                chunk.bind_once(name)
     counts, elapsed = _totals(chunks, tests)
     cur.execute(_RUN_INSERT, run_row(run, counts, elapsed, compact_json(metrics)))
     seq = cur.lastrowid
     if not tests:
         return
-    ids = _test_ids(cur, tests)
+    nodeids: list[str] = []
+    for chunk in chunks:
+        nodeids += chunk.values[chunk.tests_at :: chunk.width]
+    ids = _test_ids(cur, tests, nodeids)
     first = 0
     for chunk in chunks:
         values = chunk.values
         values[0] = seq
-        values[1 + len(chunk.once) :: 1 + len(chunk.per_row)] = ids[first : first + chunk.rows]
+        values[chunk.tests_at :: chunk.width] = ids[first : first + chunk.rows]
         cur.execute(_results_insert(chunk.once, chunk.per_row, chunk.rows), values)
         first += chunk.rows
 
@@ -117,7 +128,7 @@ def _results_insert(once: tuple[str, ...], per_row: tuple[str, ...], rows: int) 
 class _Chunk:
     """The parameters of one :func:`_results_insert`, for up to :data:`CHUNK` results:
     ``values`` is the run (0 until known), the value of each ``once`` column, then for
-    each result its test (its id, once known) and its ``per_row`` columns.
+    each result its test (its node id until its id is known) and its ``per_row`` columns.
 
     A column no result of the chunk has is left out (NULL). The outcome and the reruns
     are bound once when every result has the same (the usual chunk: all passed at the
@@ -130,15 +141,16 @@ class _Chunk:
         if usual is None:
             values: list[Any] = [0]
             for t in tests:
-                values += (0, *result_values(t))
+                values += (t.nodeid, *result_values(t))
             columns = list(_ALL_COLUMNS)
             maybe_null = _NULLABLE
+            self.same: frozenset[str] = frozenset()
         else:
-            values, usual_columns = usual
+            values, usual_columns, self.same = usual
             columns = list(usual_columns)
             maybe_null = _MAYBE_NULL  # the meter's figures are all there, or none is
-        # Leave out the columns no result has, then bind once those all have the same
-        # of: deleting every width-th value is one C-level pass over the list.
+        # Leave out the columns no result has: deleting every width-th value is one
+        # C-level pass over the list.
         width = 1 + len(columns)
         nones = [None] * rows
         for i in reversed(range(len(columns))):
@@ -152,28 +164,33 @@ class _Chunk:
                     cleaned = _clean_texts(values[2 + i :: width])
                     if cleaned is not None:
                         values[2 + i :: width] = cleaned
-        once: list[str] = []
-        for name in ("reruns", "outcome"):  # the later column first
-            i = columns.index(name)
-            start = 2 + len(once) + i  # the first result's value
-            column = values[start::width]
-            if _all_same(column):
-                del values[start::width]
-                values.insert(1, column[0])
-                once.insert(0, name)
-                del columns[i]
-                width -= 1
         self.values = values
-        self.once = tuple(once)
+        self.once: tuple[str, ...] = ()
         self.per_row = tuple(columns)
+        self.tests_at = 1  # where the first result's test is
+        self.width = width  # how many values a result has
+        for name in ("outcome", "reruns"):
+            if _all_same(self.column(name)):
+                self.bind_once(name)
+
+    def bind_once(self, name: str) -> None:
+        """Bind the per-row column ``name``, the same for every result, once."""
+        i = self.per_row.index(name)
+        start = self.tests_at + 1 + i
+        value = self.values[start]
+        del self.values[start :: self.width]
+        self.values.insert(self.tests_at, value)
+        self.once += (name,)
+        self.per_row = self.per_row[:i] + self.per_row[i + 1 :]
+        self.tests_at += 1
+        self.width -= 1
 
     def column(self, name: str) -> list[Any]:
         """The value of ``name`` for each result."""
         if name in self.once:
             return [self.values[1 + self.once.index(name)]] * self.rows
         if name in self.per_row:
-            first = 2 + len(self.once) + self.per_row.index(name)
-            return self.values[first :: 1 + len(self.per_row)]
+            return self.values[self.tests_at + 1 + self.per_row.index(name) :: self.width]
         return [None] * self.rows
 
 
@@ -193,7 +210,10 @@ def _totals(chunks: list[_Chunk], tests: Sequence[TestRecord]) -> tuple[dict[str
             outcomes[chunk.values[1]] += chunk.rows
         else:
             outcomes.update(chunk.column("outcome"))
-        reruns += sum(chunk.column("reruns"))
+        if "reruns" in chunk.once:
+            reruns += chunk.values[chunk.once.index("reruns") + 1] * chunk.rows
+        else:
+            reruns += sum(chunk.column("reruns"))
         for name, found, pick in (("start_at", starts, min), ("stop_at", stops, max)):
             if name in chunk.per_row:  # else NULL for every result
                 times = chunk.column(name)
@@ -207,11 +227,14 @@ def _totals(chunks: list[_Chunk], tests: Sequence[TestRecord]) -> tuple[dict[str
     return counts, execution_time_s(tests)  # no start or stop times: the sum of durations
 
 
-def _usual_values(tests: Sequence[TestRecord]) -> tuple[list[Any], tuple[str, ...]] | None:
-    """The run (0), then for each result its test (0) and :data:`_USUAL_COLUMNS`, and its
+def _usual_values(
+    tests: Sequence[TestRecord],
+) -> tuple[list[Any], tuple[str, ...], frozenset[str]] | None:
+    """The run (0), then for each result its node id and :data:`_USUAL_COLUMNS`, and its
     figures where every result has the meter's six numbers (or every result has no
     figure): what :func:`result_values` would give, in one loop (a dict lookup per figure
-    instead of a call and a tuple per column). None for results with other figures.
+    instead of a call and a tuple per column); the columns, and the figures every result
+    has the same value of. None for results with other figures.
     """
     values: list[Any] = [0]
     extend = values.extend
@@ -219,15 +242,15 @@ def _usual_values(tests: Sequence[TestRecord]) -> tuple[list[Any], tuple[str, ..
         for t in tests:
             if t.figures:
                 return None
-            extend((0, t.outcome, t.setup_s, t.call_s, t.teardown_s, t.start, t.stop,
+            extend((t.nodeid, t.outcome, t.setup_s, t.call_s, t.teardown_s, t.start, t.stop,
                     t.reruns, t.worker, t.message))  # fmt: skip
-        return values, _USUAL_COLUMNS
+        return values, _USUAL_COLUMNS, frozenset()
     try:
         for t in tests:
             f = t.figures
             if len(f) != 6:  # the six figure columns
                 return None
-            extend((0, t.outcome, t.setup_s, t.call_s, t.teardown_s, t.start, t.stop,
+            extend((t.nodeid, t.outcome, t.setup_s, t.call_s, t.teardown_s, t.start, t.stop,
                     t.reruns, t.worker, t.message,
                     f["cpu_time_s"], f["rss_peak_bytes"], f["read_bytes"], f["write_bytes"],
                     f["read_chars"], f["write_chars"]))  # fmt: skip
@@ -235,18 +258,20 @@ def _usual_values(tests: Sequence[TestRecord]) -> tuple[list[Any], tuple[str, ..
         return None  # not all the meter's figures
     # A bool or a text under a figure's name goes in the figures JSON (result_values).
     width = 1 + len(_USUAL_COLUMNS) + len(FIGURE_COLUMNS)
-    for start in range(2 + len(_USUAL_COLUMNS), 1 + width):
+    same = []
+    for name, start in zip(FIGURE_COLUMNS, range(2 + len(_USUAL_COLUMNS), 1 + width), strict=True):
         column = values[start::width]
         if _all_same(column):
             column = column[:1]  # one value (often 0): one type
+            same.append(name)
         kinds = list(map(type, column))  # of one kind, mostly: compared cheaply
         if (
-            kinds != [float] * len(kinds)
-            and kinds != [int] * len(kinds)
+            kinds != _FLOATS[: len(kinds)]
+            and kinds != _INTS[: len(kinds)]
             and not set(kinds) <= _NUMBER_OR_NONE
         ):
             return None
-    return values, _USUAL_COLUMNS + FIGURE_COLUMNS
+    return values, _USUAL_COLUMNS + FIGURE_COLUMNS, frozenset(same)
 
 
 def _clean_texts(texts: Sequence[str | None]) -> list[str | None] | None:
@@ -260,21 +285,22 @@ def _clean_texts(texts: Sequence[str | None]) -> list[str | None] | None:
 # -- the tests ------------------------------------------------------------------------------
 
 
-def _test_ids(cur: Any, tests: Sequence[TestRecord]) -> list[int]:
-    """The id of each test's node id, adding those not stored yet."""
-    nodeids = [t.nodeid for t in tests]
-    digest = _suite_digest(nodeids)
-    if digest is not None:
-        cur.execute("SELECT ids FROM p3m_suites WHERE digest = ?", (digest,))
+def _test_ids(cur: Any, tests: Sequence[TestRecord], nodeids: list[str]) -> list[int]:
+    """The id of each test's node id (``nodeids``), adding those not stored yet."""
+    suite = _suite(nodeids)
+    if suite is not None:
+        key, text = suite
+        cur.execute("SELECT ids FROM p3m_suites WHERE digest = ?", (key,))
         row = cur.fetchone()
-        if row is not None and len(row[0]) == 8 * len(nodeids):
-            return _unpack_ids(row[0])
+        size = 8 * len(nodeids)
+        if row is not None and row[0][size:] == text:
+            return _unpack_ids(row[0][:size])
     ids = _stored_ids(cur, tests, nodeids)
-    if digest is not None:
+    if suite is not None:
         cur.execute(
             "INSERT INTO p3m_suites (digest, ids) VALUES (?, ?)"
             " ON CONFLICT (digest) DO UPDATE SET ids = excluded.ids",
-            (digest, _pack_ids(ids)),
+            (key, _pack_ids(ids) + text),
         )
         cur.execute(
             "DELETE FROM p3m_suites WHERE rowid <= (SELECT max(rowid) FROM p3m_suites) - ?",
@@ -302,12 +328,15 @@ def _stored_ids(cur: Any, tests: Sequence[TestRecord], nodeids: list[str]) -> li
     return cast("list[int]", found)  # every one found
 
 
-def _suite_digest(nodeids: list[str]) -> bytes | None:
-    """A digest of the node ids in their order; None if one holds a NUL (the separator)."""
+def _suite(nodeids: list[str]) -> tuple[bytes, bytes] | None:
+    """The key of a suite in ``p3m_suites`` (the length of its node ids and their count:
+    a suite of the same sizes replaces it) and its node ids as stored with its test ids,
+    NUL-separated, to check a hit against. None if a node id holds a NUL.
+    """
     if "\x00" in "".join(nodeids):
         return None
-    joined = "\x00".join(nodeids).encode("utf-8", "surrogatepass")
-    return hashlib.blake2b(joined, digest_size=32).digest()
+    text = "\x00".join(nodeids).encode("utf-8", "surrogatepass")
+    return struct.pack("<QQ", len(text), len(nodeids)), text
 
 
 def _pack_ids(ids: list[int]) -> bytes:
