@@ -295,7 +295,7 @@ def load_postgres(url: str, h: History) -> None:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS p3m_results, p3m_tests, p3m_runs, p3m_meta")
+        conn.execute("DROP TABLE IF EXISTS p3m_results, p3m_tests, p3m_runs, p3m_meta, p3m_suites")
     open_store(url).close()  # the schema, by the store's own migrations
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         # Checked once after the load (one join) instead of by a trigger per row.

@@ -98,7 +98,8 @@ def write_run(cur: Any, run: RunInfo, tests: Sequence[TestRecord], metrics: dict
         values = chunk.values
         values[0] = seq
         values[chunk.tests_at :: chunk.width] = ids[first : first + chunk.rows]
-        cur.execute(_results_insert(chunk.once, chunk.per_row, chunk.rows), values)
+        insert = _results_insert(chunk.once, chunk.per_row, chunk.nullif, chunk.rows)
+        cur.execute(insert, values)
         first += chunk.rows
 
 
@@ -106,10 +107,13 @@ def write_run(cur: Any, run: RunInfo, tests: Sequence[TestRecord], metrics: dict
 
 
 @functools.lru_cache(maxsize=32)
-def _results_insert(once: tuple[str, ...], per_row: tuple[str, ...], rows: int) -> str:
+def _results_insert(
+    once: tuple[str, ...], per_row: tuple[str, ...], nullif: tuple[str, ...], rows: int
+) -> str:
     """The INSERT of ``rows`` results of one run. Its parameters: the run (``?1``), the
     value of each ``once`` column (the same for every row), then for each result its
-    test's id and ``per_row`` columns. The other columns are NULL.
+    test's id and ``per_row`` columns, a 0 standing for NULL in the ``nullif`` ones (texts).
+    The other columns are NULL.
 
     Many rows per statement: SQLite steps once for them all and keeps its cursors where
     the last row went (a statement per result seeks each b-tree from its root, and halts).
@@ -120,7 +124,8 @@ def _results_insert(once: tuple[str, ...], per_row: tuple[str, ...], rows: int) 
     keeps a journal of its own.
     """
     shared = "".join(f", ?{i}" for i in range(2, 2 + len(once)))
-    row = "(?1" + shared + ", ?" * (1 + len(per_row)) + ")"
+    values = "".join(", NULLIF(?, 0)" if name in nullif else ", ?" for name in per_row)
+    row = "(?1" + shared + ", ?" + values + ")"
     names = ", ".join(("run", *once, "test", *per_row))
     return f"INSERT OR ROLLBACK INTO p3m_results ({names}) VALUES " + ", ".join([row] * rows)
 
@@ -158,13 +163,18 @@ class _Chunk:
                 del values[2 + i :: width]
                 del columns[i]
                 width -= 1
-        if usual is not None:  # result_values cleans the texts of the others
-            for i, name in enumerate(columns):
-                if name in ("worker", "message"):
-                    cleaned = _clean_texts(values[2 + i :: width])
-                    if cleaned is not None:
-                        values[2 + i :: width] = cleaned
+        nullif = []
+        for i, name in enumerate(columns):
+            if name in ("worker", "message"):
+                texts = values[2 + i :: width]
+                if usual is not None:  # result_values cleans the texts of the others
+                    texts = _clean_texts(texts) or texts
+                if None in texts:  # in some results only: a 0 stands for their NULL
+                    texts = [0 if text is None else text for text in texts]
+                    nullif.append(name)
+                values[2 + i :: width] = texts
         self.values = values
+        self.nullif = tuple(nullif)
         self.once: tuple[str, ...] = ()
         self.per_row = tuple(columns)
         self.tests_at = 1  # where the first result's test is
