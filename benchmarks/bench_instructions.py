@@ -1,0 +1,153 @@
+"""What `--p3monitor` costs a session in CPU instructions, phase by phase (deterministic).
+
+Wall times on a shared 2-core VM wander by ±10% between identical runs; instruction counts
+from valgrind's callgrind do not. This runs the same suite as bench_overhead.py (N trivial
+tests, default 5000) once per variant under callgrind and prints the instructions of each
+phase of the session and the ratio to bare pytest:
+
+  startup     interpreter, pytest, plugins, imports and configure, to the session's start
+  collection  collecting the tests
+  loop        running them (the plugin's per-test hooks)
+  end         the session's end: the report, gates, flaky verdicts, the store, the summary,
+              unconfigure and the interpreter's exit
+
+The phases come from callgrind client requests made by a small plugin (built here with gcc
+from valgrind's callgrind.h); without gcc or the header only the totals are printed.
+
+    python benchmarks/bench_instructions.py [--tests 5000] [--variants bare,installed,p3monitor]
+
+Needs valgrind. Each variant takes about a minute per 5000 tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench_overhead import SUITE, variants
+
+PHASES = ("startup", "collection", "loop", "end")
+
+CLIENT_C = """
+#include <valgrind/callgrind.h>
+void dump(const char *label) { CALLGRIND_DUMP_STATS_AT(label); }
+"""
+
+# Dumps the instructions counted so far at the start and the end of the test loop.
+PHASE_PLUGIN = """
+import ctypes, os
+import pytest
+
+_dump = ctypes.CDLL(os.environ["P3M_BENCH_CLIENT"]).dump
+_dump.argtypes = [ctypes.c_char_p]
+
+
+def pytest_collection(session):
+    _dump(b"startup")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtestloop(session):
+    _dump(b"collection")
+    try:
+        return (yield)
+    finally:
+        _dump(b"loop")
+"""
+
+
+def build_client(work: Path) -> Path | None:
+    """The shared library making the client requests, or None where it can't be built."""
+    if shutil.which("gcc") is None or not Path("/usr/include/valgrind/callgrind.h").exists():
+        return None
+    (work / "client.c").write_text(CLIENT_C)
+    lib = work / "libclient.so"
+    done = subprocess.run(
+        ["gcc", "-O2", "-shared", "-fPIC", "-o", str(lib), str(work / "client.c")],
+        capture_output=True,
+    )
+    return lib if done.returncode == 0 else None
+
+
+def run(work: Path, name: str, extra: list[str], client: Path | None) -> dict[str, int]:
+    """Instructions per phase (or just the total) of one session under callgrind."""
+    env = dict(os.environ)
+    env.pop("P3MONITOR_DB", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    plugin: list[str] = []
+    if client is not None:
+        env["P3M_BENCH_CLIENT"] = str(client)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(work), env.get("PYTHONPATH")]))
+        plugin = ["-p", "p3m_bench_phases"]
+    pytest_cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin]
+    pytest_cmd += [*extra, "test_bench.py"]
+    # Warm up: bytecode caches, the store's schema.
+    subprocess.run(pytest_cmd, cwd=work, env=env, stdout=subprocess.DEVNULL, check=True)
+    out = work / f"cg.{name}"
+    for old in work.glob(f"cg.{name}*"):
+        old.unlink()
+    subprocess.run(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *pytest_cmd],
+        cwd=work,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+    )
+    counts: dict[str, int] = {}
+    for path in work.glob(f"cg.{name}*"):
+        head = path.read_text(errors="replace")[:4000]
+        trigger = re.search(r"^desc: Trigger: (?:Client Request: )?(.*)$", head, re.M)
+        summary = re.search(r"^summary: (\d+)$", head, re.M)
+        if trigger and summary:
+            label = trigger.group(1).strip()
+            label = label if label in PHASES else "end"  # "Program termination"
+            counts[label] = counts.get(label, 0) + int(summary.group(1))
+    return counts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--tests", type=int, default=5000)
+    ap.add_argument("--variants", default="bare,installed,p3monitor")
+    args = ap.parse_args()
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is needed (Debian: apt-get install valgrind)")
+    with tempfile.TemporaryDirectory(prefix="p3m-instr-") as tmp:
+        work = Path(tmp)
+        (work / "test_bench.py").write_text(SUITE.format(n=args.tests))
+        (work / "pytest.ini").write_text("[pytest]\n")
+        client = build_client(work)
+        if client is not None:
+            (work / "p3m_bench_phases.py").write_text(PHASE_PLUGIN)
+        known = variants(work)
+        wanted = ["bare", *(v for v in args.variants.split(",") if v != "bare")]
+        results = {name: run(work, name, known[name], client) for name in wanted}
+    bare = results["bare"]
+    total = sum(bare.values())
+    print(f"{args.tests} trivial tests, instructions (callgrind), millions; ratio to bare")
+    columns = [p for p in PHASES if p in bare] if client is not None else []
+    print(f"{'variant':<12}" + "".join(f"{p:>12}" for p in columns) + f"{'total':>12}{'ratio':>8}")
+    for name, counts in results.items():
+        row = "".join(f"{counts.get(p, 0) / 1e6:>12.1f}" for p in columns)
+        n = sum(counts.values())
+        print(f"{name:<12}{row}{n / 1e6:>12.1f}{n / total:>8.3f}")
+    if columns:
+        print("difference to bare, per phase (millions; per test, thousands):")
+        for name, counts in results.items():
+            if name == "bare":
+                continue
+            diff = {p: counts.get(p, 0) - bare.get(p, 0) for p in columns}
+            parts = ", ".join(f"{p} {d / 1e6:+.1f}" for p, d in diff.items())
+            per_test = diff.get("loop", 0) / args.tests / 1e3
+            print(f"  {name}: {parts}; in the loop {per_test:+.1f} K per test")
+
+
+if __name__ == "__main__":
+    main()
