@@ -115,10 +115,11 @@ MIGRATIONS: list[list[str]] = [
         for name in FIGURE_COLUMNS
     ],
     [
-        # The test ids of the last suites saved, by a digest of their node ids: a session
-        # saving one of them again skips looking each node id up (a third of what saving
-        # a run cost on SQLite). Pruning, which deletes tests, empties it. The PostgreSQL
-        # store joins node ids on the server and leaves it empty.
+        # The test ids of the last suites saved (SQLite, store/sqlite_save.py): ``digest``
+        # keys a suite, ``ids`` holds its tests' ids then its node ids, which a hit is
+        # checked against. A session saving one of them again skips looking each node id
+        # up (a fifth of what saving a run cost). Pruning, which deletes tests, empties it.
+        # The PostgreSQL store joins node ids on the server and leaves it empty.
         "CREATE TABLE p3m_suites (digest {blob} PRIMARY KEY, ids {blob} NOT NULL)",
     ],
 ]

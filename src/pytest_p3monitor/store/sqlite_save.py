@@ -1,15 +1,18 @@
 """How the SQLite store writes a run: the last and largest write of a session.
 
-Every figure below is for a 5000-test run into a store that already knows the tests
-(callgrind instructions, CPython 3.11, SQLite 3.40). Writing the results is mostly
-SQLite's own work: two b-trees per result (the table and its (test, run) index) and a
-bind per value. What is left to Python is kept to about 2,500 instructions a result:
+Figures for a 5000-test session into a store that already holds its tests (callgrind
+instructions, CPython 3.11, SQLite 3.40): save_run went from about 300 M to about 100 M.
+Two thirds of what is left is SQLite's own work, two b-trees per result (the table and its
+(test, run) index) and a bind per value; Python's part is kept to about 5,000
+instructions a result:
 
-- the results go 100 to an INSERT (:func:`_results_insert`), the values of each chunk in
-  one flat list built by one loop over the records (:func:`_usual_values`); a column no
-  result of the chunk has is left out of the statement instead of bound as None;
+- results go 100 to an INSERT (:func:`_results_insert`); each chunk's parameters are one
+  flat list built by one loop over the records (:func:`_usual_values`), a column no
+  result of the chunk has is left out of the statement instead of bound as None, and a
+  column every result has the same value of is bound once;
 - a test is named by its id, which the last suites saved keep with their node ids
-  (``p3m_suites``): looking 5000 node ids up costs about 20 M, finding the suite 2 M.
+  (``p3m_suites``): looking 5000 node ids up costs about 20 M, finding the suite 2.5 M;
+- the run's counts come from the chunks' columns (:func:`_totals`).
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ _ALL_COLUMNS = tuple(RESULT_COLUMNS.split(", "))
 _USUAL_COLUMNS = _ALL_COLUMNS[:9]
 _NULLABLE = frozenset(("start_at", "stop_at", "worker", "message", "figures", *FIGURE_COLUMNS))
 _NUMBER_OR_NONE = frozenset((int, float, type(None)))
+#: The types of a chunk's figures of one kind (the others are compared as a set).
 _FLOATS = [float] * CHUNK
 _INTS = [int] * CHUNK
 #: The columns :func:`_usual_values` may give as None for every result.
@@ -93,14 +97,18 @@ def write_run(cur: Any, run: RunInfo, tests: Sequence[TestRecord], metrics: dict
     for chunk in chunks:
         nodeids += chunk.values[chunk.tests_at :: chunk.width]
     ids = _test_ids(cur, tests, nodeids)
+    # The chunks of each statement, executed together (executemany loops in C).
+    statements: dict[str, list[list[Any]]] = {}
     first = 0
     for chunk in chunks:
         values = chunk.values
         values[0] = seq
         values[chunk.tests_at :: chunk.width] = ids[first : first + chunk.rows]
         insert = _results_insert(chunk.once, chunk.per_row, chunk.nullif, chunk.rows)
-        cur.execute(insert, values)
+        statements.setdefault(insert, []).append(values)
         first += chunk.rows
+    for insert, params in statements.items():
+        cur.executemany(insert, params)
 
 
 # -- the results ----------------------------------------------------------------------------
@@ -274,12 +282,8 @@ def _usual_values(
         if _all_same(column):
             column = column[:1]  # one value (often 0): one type
             same.append(name)
-        kinds = list(map(type, column))  # of one kind, mostly: compared cheaply
-        if (
-            kinds != _FLOATS[: len(kinds)]
-            and kinds != _INTS[: len(kinds)]
-            and not set(kinds) <= _NUMBER_OR_NONE
-        ):
+        kinds = list(map(type, column))  # all of one kind, mostly: compared cheaply
+        if kinds != _FLOATS and kinds != _INTS and not set(kinds) <= _NUMBER_OR_NONE:
             return None
     return values, _USUAL_COLUMNS + FIGURE_COLUMNS, frozenset(same)
 
