@@ -550,3 +550,12 @@ def test_duration_regression_not_measured_without_history() -> None:
     figures = _test_figures([], records, durations, RunInfo("now", 100.0), {}, history_runs=4)
     assert figures.metrics["duration_regression"] is None
     assert figures.metrics["flaky_count"] == 0.0
+
+
+def test_tests_that_may_have_jumped() -> None:
+    from pytest_p3monitor.gates_plugin import _may_exceed
+
+    assert not _may_exceed([0.1, 0.5, 0.2], 0.5)
+    assert _may_exceed([0.1, 0.6], 0.5)
+    assert _may_exceed([float("nan"), 2.0], 0.5)  # max() would answer nan, below nothing
+    assert _may_exceed([0.1, float("inf")], 0.5)

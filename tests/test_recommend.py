@@ -258,6 +258,38 @@ def test_slowest_needs_a_slow_test_before_listing() -> None:
     assert rec is not None and rec.tests == ("t::b", "t::c")
 
 
+def _slowest_by_scanning(durations: dict[str, float]) -> object:
+    """What recommend_slowest was, listing the candidates first (the reference): the tests
+    named, or the error formatting a figure raised."""
+    from pytest_p3monitor.rules import format_value
+
+    total = sum(durations.values())
+    candidates = [(nodeid, d) for nodeid, d in durations.items() if d >= recommend.SLOW_TEST_S]
+    if total <= 0 or not candidates:
+        return None
+    slow = sorted(candidates, key=lambda item: (-item[1], item[0]))[:5]
+    slow_sum = sum(d for _, d in slow)
+    if slow_sum / total < 0.2:
+        return None
+    try:
+        for value in (*(d for _, d in slow), slow_sum, total, slow_sum / 2):
+            format_value(value, "time")
+    except (ValueError, OverflowError) as exc:
+        return type(exc)
+    return tuple(nodeid for nodeid, _ in slow)
+
+
+@given(st.dictionaries(st.text(max_size=3), st.floats(allow_nan=True) | st.floats(0, 3)))
+def test_slowest_shortcut_changes_nothing(durations: dict[str, float]) -> None:
+    expected = _slowest_by_scanning(durations)
+    if isinstance(expected, type):  # a figure that cannot be shown (nan, inf): as before
+        with pytest.raises(expected):
+            recommend_slowest(durations)
+        return
+    rec = recommend_slowest(durations)
+    assert (rec if rec is None else rec.tests) == expected
+
+
 @given(
     _durations | st.lists(st.floats(min_value=0, max_value=0.05), min_size=1, max_size=300),
     st.integers(min_value=0, max_value=4),

@@ -237,7 +237,9 @@ def recommend_slowest(
 ) -> Recommendation | None:
     """The slowest tests and their share of the total test time, when it is worth it."""
     total = sum(durations.values())
-    if total <= 0 or not durations or not max(durations.values()) >= min_duration_s:
+    if total <= 0:
+        return None
+    if math.isfinite(total) and max(durations.values()) < min_duration_s:
         return None  # no test takes min_duration_s (most sessions): one scan in C tells
     # the ``top`` slowest of the tests that take at least min_duration_s
     candidates = [(nodeid, d) for nodeid, d in durations.items() if d >= min_duration_s]

@@ -128,10 +128,11 @@ def longest_first(durations: Sequence[float], n: int) -> list[int]:
 
     For thousands of tests, without a sort or a Python call per test: the ``n``-th longest
     duration, by ``heapq.nlargest``, is the cut; the positions at or above it (about ``n``)
-    come from a comparison per test in a comprehension and ``itertools.compress``.
+    come from a comparison per test in a comprehension and ``itertools.compress``. (Not with
+    a nan among the durations: that orders as only a sort of them all does.)
     """
     positions: Iterable[int] = range(len(durations))
-    if len(durations) > n > 0:
+    if len(durations) > n > 0 and math.isfinite(sum(durations)):
         cut = heapq.nlargest(n, durations)[-1]
         positions = itertools.compress(positions, [d >= cut for d in durations])
     return sorted(positions, key=durations.__getitem__, reverse=True)[:n]
