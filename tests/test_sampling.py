@@ -562,7 +562,9 @@ def test_process_tree_sees_a_busy_child_and_short_lived_ones() -> None:
         busy.wait()
     assert during is not None
     assert during.processes >= 2
-    assert during.cpu_percent is not None and during.cpu_percent > 30
+    # A busy child is one core's worth when the machine is free; a loaded CI machine gives
+    # it less (27% seen with five busy processes on two cores). Idle, the tree shows ~0%.
+    assert during.cpu_percent is not None and during.cpu_percent > 10
     # Children that live and die between two samples still count, through their parent.
     tree.sample(time.time())
     for _ in range(3):
@@ -575,7 +577,7 @@ def test_process_tree_sees_a_busy_child_and_short_lived_ones() -> None:
             check=True,
         )
     after = tree.sample(time.time())
-    assert after is not None and after.cpu_percent is not None and after.cpu_percent > 20
+    assert after is not None and after.cpu_percent is not None and after.cpu_percent > 10
 
 
 def test_process_tree_of_a_gone_process() -> None:
