@@ -424,3 +424,42 @@ def test_schema_3_store_migrates_and_keeps_its_runs(tmp_path: Path) -> None:
         store.close()
     assert store_rows(path, "SELECT value FROM p3m_meta") == [("4",)]
     assert store_rows(path, "SELECT count(*) FROM p3m_suites") == [(1,)]
+
+
+def test_a_chunk_fits_the_parameter_limit_of_sqlite_before_3_32(tmp_path: Path) -> None:
+    """SQLite before 3.32 takes at most 999 parameters a statement: 50 of the widest
+    results (every column bound for each) fit."""
+    from pytest_p3monitor.store import sqlite_save
+
+    if not hasattr(sqlite3.Connection, "setlimit"):
+        pytest.skip("Connection.setlimit needs Python 3.11")
+    path = tmp_path / "limit.db"
+    open_store(str(path)).close()
+    columns = tuple(sqlite_save._ALL_COLUMNS)
+    insert = sqlite_save._results_insert((), columns, (), 50)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+    conn.execute("BEGIN")
+    params: list[Any] = [1]
+    for i in range(50):
+        params += (i, "passed", 0.5, 1.0, 0.5, None, None, 0, None, None, None, *([None] * 6))
+    conn.execute(insert, params)
+    assert conn.execute("SELECT count(*) FROM p3m_results").fetchone() == (50,)
+    conn.execute("ROLLBACK")
+    conn.close()
+
+
+def test_node_ids_are_looked_up_without_the_json_functions(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SQLite built without JSON1: each node id is looked up on its own."""
+    from pytest_p3monitor.store import sqlite_save
+
+    monkeypatch.setattr(sqlite_save, "_TEST_IDS", "SELECT no_such_function(?)")
+    tests = [TestRecord(nodeid=f"t.py::test_{i}", figures=meter_figures(i)) for i in range(130)]
+    store.save_run(RunInfo(run_id="a", started_at=1.0), tests[:70], {})
+    store.save_run(RunInfo(run_id="b", started_at=2.0), tests, {})
+    newest = store.recent_runs()[0]
+    assert sorted(store.run_tests(newest.run_seq), key=lambda t: t.nodeid) == sorted(  # type: ignore[attr-defined]
+        tests, key=lambda t: t.nodeid
+    )
