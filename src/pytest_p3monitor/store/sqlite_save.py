@@ -189,7 +189,8 @@ class _Chunk:
         self.tests_at = 1  # where the first result's test is
         self.width = width  # how many values a result has
         for name in ("outcome", "reruns"):
-            if _all_same(self.column(name)):
+            start = self.tests_at + 1 + self.per_row.index(name)
+            if _all_same(values[start :: self.width]):
                 self.bind_once(name)
 
     def bind_once(self, name: str) -> None:
@@ -266,8 +267,7 @@ def _usual_values(
         return values, _USUAL_COLUMNS, frozenset()
     try:
         for t in tests:
-            f = t.figures
-            if len(f) != 6:  # the six figure columns
+            if len(f := t.figures) != 6:  # the six figure columns
                 return None
             extend((t.nodeid, t.outcome, t.setup_s, t.call_s, t.teardown_s, t.start, t.stop,
                     t.reruns, t.worker, t.message,
