@@ -156,15 +156,21 @@ def test_figures_columns_and_json_round_trip(store: Store, tmp_path: Path) -> No
     )
 
 
-def test_schema_2_store_migrates_keeping_its_figures(tmp_path: Path) -> None:
+def _store_at_version(path: Path, version: int) -> sqlite3.Connection:
+    """A SQLite store built by the first ``version`` migrations, as an older plugin left it."""
     from pytest_p3monitor.store.schema import statements
 
-    path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
-    for step, stmts in enumerate(statements("sqlite", 0)[:2], start=1):
+    for step, stmts in enumerate(statements("sqlite", 0)[:version], start=1):
         for stmt in stmts:
             conn.execute(stmt)
         conn.execute("INSERT OR REPLACE INTO p3m_meta VALUES ('schema_version', ?)", (str(step),))
+    return conn
+
+
+def test_schema_2_store_migrates_keeping_its_figures(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = _store_at_version(path, 2)
     conn.execute(
         "INSERT INTO p3m_runs (run_id, started_at, tests, passed, failed, errors, skipped,"
         " xfailed, xpassed, reruns, test_execution_time_s, metrics)"
@@ -402,14 +408,8 @@ def test_only_the_last_suites_are_kept(store: Store, tmp_path: Path) -> None:
 
 
 def test_schema_3_store_migrates_and_keeps_its_runs(tmp_path: Path) -> None:
-    from pytest_p3monitor.store.schema import statements
-
     path = tmp_path / "v3.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for step, stmts in enumerate(statements("sqlite", 0)[:3], start=1):
-        for stmt in stmts:
-            conn.execute(stmt)
-        conn.execute("INSERT OR REPLACE INTO p3m_meta VALUES ('schema_version', ?)", (str(step),))
+    conn = _store_at_version(path, 3)
     conn.close()
     assert SCHEMA_VERSION == 4
     tests = [TestRecord(nodeid=f"t.py::test_{i}", figures=meter_figures(i)) for i in range(120)]
