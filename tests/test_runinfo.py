@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
+from pytest_p3monitor import runinfo
 from pytest_p3monitor.records import CIInfo
-from pytest_p3monitor.runinfo import detect_ci, git_commit_branch
+from pytest_p3monitor.runinfo import GitLookup, detect_ci, git_commit_branch
 
 CASES = [
     (
@@ -95,14 +98,20 @@ def test_detect_ci(env: dict[str, str], ci: CIInfo, commit: str, branch: str) ->
     assert detect_ci(env) == (ci, commit, branch)
 
 
-def test_git_fallback(tmp_path: Path) -> None:
-    assert git_commit_branch(tmp_path) == (None, None)
-    run = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+def _git_repo(path: Path) -> tuple[list[str], str]:
+    """A repository with one commit on branch ``trunk``: the git command line and HEAD."""
+    run = ["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run([*run, "init", "-q", "-b", "trunk"], check=True)
     subprocess.run([*run, "commit", "-q", "--allow-empty", "-m", "x"], check=True)
     head = subprocess.run(
         [*run, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
     ).stdout.strip()
+    return run, head
+
+
+def test_git_fallback(tmp_path: Path) -> None:
+    assert git_commit_branch(tmp_path) == (None, None)
+    run, head = _git_repo(tmp_path)
     assert git_commit_branch(tmp_path) == (head, "trunk")
     (tmp_path / "untracked.py").write_text("x = 1\n")
     assert git_commit_branch(tmp_path) == (head, "trunk")
@@ -110,3 +119,45 @@ def test_git_fallback(tmp_path: Path) -> None:
     assert git_commit_branch(tmp_path) == (head, None)
     subprocess.run([*run, "add", "untracked.py"], check=True)
     assert git_commit_branch(tmp_path) == (head + "-dirty", None)
+
+
+def test_git_lookup_in_the_background(tmp_path: Path) -> None:
+    _, head = _git_repo(tmp_path)
+    lookup = GitLookup(tmp_path)
+    assert lookup.result() == (head, "trunk")
+    assert lookup.result() == (head, "trunk")  # asked again: the same answer, no new thread
+
+
+def test_git_lookup_that_does_not_answer_in_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+
+    def hanging_git(cwd: Path) -> tuple[str | None, str | None]:
+        release.wait(10)
+        return "late", "late"
+
+    monkeypatch.setattr(runinfo, "git_commit_branch", hanging_git)
+    lookup = GitLookup(tmp_path)
+    try:
+        assert lookup.result(timeout=0.05) == (None, None)
+    finally:
+        release.set()
+
+
+@pytest.mark.parametrize("flag", ["", "--p3monitor-commit=given"])
+def test_session_takes_commit_and_branch_from_git(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, flag: str
+) -> None:
+    for name in ("P3MONITOR_COMMIT", "P3MONITOR_BRANCH", "GITHUB_ACTIONS", "GITLAB_CI",
+                 "BUILDKITE", "CIRCLECI", "JENKINS_URL"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    _, head = _git_repo(pytester.path)
+    pytester.makepyfile("def test_one():\n    pass\n")
+    args = ["--p3monitor", "--p3monitor-json=report.json", "-p", "no:cacheprovider"]
+    result = pytester.runpytest(*args, *([flag] if flag else []))
+    result.assert_outcomes(passed=1)
+    run = json.loads((pytester.path / "report.json").read_text())["run"]
+    # The test file is untracked: the checkout is not dirty.
+    assert run["commit"] == ("given" if flag else head)
+    assert run["branch"] == "trunk"

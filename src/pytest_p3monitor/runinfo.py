@@ -1,12 +1,14 @@
 """Who, where and what a run is: commit, branch and CI details.
 
 :func:`detect_ci` is a pure function of the environment; :func:`git_commit_branch` is the
-fallback that asks git, once, with a short timeout.
+fallback that asks git, once, with a short timeout, and :class:`GitLookup` asks it in the
+background while the session collects its tests.
 """
 
 from __future__ import annotations
 
 import subprocess
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -118,3 +120,29 @@ def git_commit_branch(cwd: Path) -> tuple[str | None, str | None]:
     if status is not None and status.returncode == 0 and status.stdout.strip():
         commit += DIRTY_SUFFIX
     return commit, (None if branch == "HEAD" else branch)
+
+
+class GitLookup:
+    """:func:`git_commit_branch` in a background thread, started when the session is
+    configured and read (:meth:`result`) once the tests are collected or the session ends.
+
+    ``git status`` takes milliseconds in a small checkout and can take seconds in a large
+    one; the thread spends that time waiting on git, so the session collects its tests
+    meanwhile instead of waiting.
+    """
+
+    def __init__(self, cwd: Path) -> None:
+        self._result: tuple[str | None, str | None] = (None, None)
+        self._thread = threading.Thread(
+            target=self._run, args=(cwd,), name="p3monitor-git", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, cwd: Path) -> None:
+        self._result = git_commit_branch(cwd)
+
+    def result(self, timeout: float = 15.0) -> tuple[str | None, str | None]:
+        """The commit and branch; (None, None) if git did not answer within ``timeout``
+        seconds (each of its two commands has a timeout of its own, 5 s)."""
+        self._thread.join(timeout)
+        return self._result if not self._thread.is_alive() else (None, None)

@@ -31,7 +31,7 @@ from .collect import RecordBuilder
 from .config import Setting, setting
 from .records import RunInfo
 from .report import json_report, terminal
-from .runinfo import detect_ci, git_commit_branch
+from .runinfo import GitLookup, detect_ci
 from .store import Store, StoreError, open_store
 from .warnings import ExportWarning, P3MonitorWarning, StoreWarning
 
@@ -97,6 +97,7 @@ class MonitorSession:
         self._warned: set[str] = set()
         self._store: Store | None = None
         self._store_failed = False
+        self._git: GitLookup | None = None
 
         root = config.rootpath
         self.db_setting = setting(config, "p3monitor_db", env="P3MONITOR_DB")
@@ -117,13 +118,21 @@ class MonitorSession:
         branch = setting(config, "p3monitor_branch", env="P3MONITOR_BRANCH", ini=False).value
         ci, ci_commit, ci_branch = detect_ci(os.environ)
         commit, branch = commit or ci_commit, branch or ci_branch
-        if commit is None or branch is None:
-            git_commit, git_branch = git_commit_branch(root)
-            commit, branch = commit or git_commit, branch or git_branch
         self.run.commit, self.run.branch, self.run.ci = commit, branch, ci
+        if commit is None or branch is None:  # git says the rest: see settle_run
+            self._git = GitLookup(root)
         self.run.hostname = socket.gethostname()
         self.run.python = platform.python_version()
         self.run.pytest = pytest.__version__
+
+    def settle_run(self) -> None:
+        """Complete the run's commit and branch with git's answer (once; it was asked in
+        the background when the session was configured)."""
+        git, self._git = self._git, None
+        if git is not None:
+            commit, branch = git.result()
+            self.run.commit = self.run.commit or commit
+            self.run.branch = self.run.branch or branch
 
     # -- services for the feature plugins ---------------------------------------------------
     def warn(self, text: str, category: type[P3MonitorWarning] = P3MonitorWarning) -> None:
@@ -167,6 +176,11 @@ class MonitorSession:
     def pytest_testnodeready(self, node: Any) -> None:
         self.run.workers += 1
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        # Before any test runs: the feature plugins may read the run's commit from here on.
+        self.settle_run()
+
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.is_worker:
             return
@@ -174,6 +188,7 @@ class MonitorSession:
             self._finish(session, exitstatus)
 
     def _finish(self, session: pytest.Session, exitstatus: int) -> None:
+        self.settle_run()  # the session may have ended before its test loop
         self.run.finished_at = time.time()
         self.run.exit_status = int(exitstatus)
         records = list(self.records.values())
