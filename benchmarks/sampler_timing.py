@@ -22,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from pytest_p3monitor.sampling.sampler import SamplerConfig, SamplerHandle
+from pytest_p3monitor.sampling.handle import SamplerHandle
+from pytest_p3monitor.sampling.sampler import SamplerConfig
 
 WORK = "python"
 _DATA = list(range(1_000_000))

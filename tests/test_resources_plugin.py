@@ -140,6 +140,7 @@ def test_fixture_works_without_p3monitor_and_starts_nothing(pytester: pytest.Pyt
                 pass
             p3monitor.record("other", 1.0)
             assert "pytest_p3monitor.resources_plugin" not in sys.modules
+            assert "pytest_p3monitor.sampling.handle" not in sys.modules
             assert "pytest_p3monitor.sampling.sampler" not in sys.modules
             assert "docker" not in sys.modules and "psutil" not in sys.modules
         """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import statistics
@@ -16,8 +17,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pytest_p3monitor.sampling import sampler
-from pytest_p3monitor.sampling.sampler import SamplerConfig, SamplerHandle
+from pytest_p3monitor.sampling import handle as sampler_handle
+from pytest_p3monitor.sampling.handle import SamplerHandle
+from pytest_p3monitor.sampling.sampler import SamplerConfig
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 
@@ -116,7 +118,8 @@ def test_sampler_process_ends_when_pytest_is_killed(tmp_path: Path) -> None:
             f"""
             import os, sys, time
             sys.path.insert(0, {SRC!r})
-            from pytest_p3monitor.sampling.sampler import SamplerConfig, SamplerHandle
+            from pytest_p3monitor.sampling.handle import SamplerHandle
+            from pytest_p3monitor.sampling.sampler import SamplerConfig
             handle = SamplerHandle.start(SamplerConfig(root_pid=os.getpid(),
                 containers={{"mode": "none", "filters": {{}}}}))
             print(handle.pid, flush=True)
@@ -165,8 +168,13 @@ def test_a_crashed_sampler_is_reported() -> None:
 
 
 def _after_main(monkeypatch: pytest.MonkeyPatch, code: str) -> None:
-    """Make the sampler process run ``code`` after ``main`` (after it has said DONE)."""
-    monkeypatch.setattr(sampler, "_BOOTSTRAP", sampler._BOOTSTRAP + code)
+    """Make the sampler process run ``code`` after ``main`` (after it has said DONE, before
+    it ends)."""
+    call = "main(sys.argv[2], sys.argv[3])\n"
+    assert sampler_handle._BOOTSTRAP.count(call) == 1
+    monkeypatch.setattr(
+        sampler_handle, "_BOOTSTRAP", sampler_handle._BOOTSTRAP.replace(call, call + code)
+    )
 
 
 def test_stop_returns_once_the_records_are_written_not_at_the_exit(
@@ -200,11 +208,40 @@ def test_a_crash_after_the_records_are_written_is_harmless(
     assert handle.problems == []
 
 
+def test_the_sampler_process_loads_only_sampling_and_skips_the_teardown(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    facts = tmp_path / "facts.json"
+    teardown = tmp_path / "teardown"
+    code = f"""
+import atexit, gc, json
+atexit.register(open, {str(teardown)!r}, "w")
+with open({str(facts)!r}, "w") as f:
+    json.dump({{"modules": sorted(sys.modules), "gc": gc.isenabled(),
+               "frozen": gc.get_freeze_count()}}, f)
+"""
+    _after_main(monkeypatch, code)
+    handle = SamplerHandle.start(_config())
+    time.sleep(0.3)
+    records = handle.stop()
+    handle.close()  # waits for the exit: the facts are written by then
+    assert records[-1]["kind"] == "end" and handle.problems == []
+    found = json.loads(facts.read_text())
+    modules = set(found["modules"])
+    # pytest's side of the sampler (and pytest) stay out of the process; psutil is loaded
+    assert not {"pytest_p3monitor.sampling.handle", "tempfile", "pytest", "_pytest"} & modules
+    assert {"psutil", "pytest_p3monitor.sampling.procs"} <= modules
+    # the collector is on again after start-up, what start-up created is frozen
+    assert found["gc"] and found["frozen"] > 0
+    # it ended with os._exit, without the interpreter's teardown (atexit is part of that)
+    assert not teardown.exists()
+
+
 def test_a_sampler_that_never_finishes_is_stopped_after_the_timeout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A process that ignores its closed stdin and never writes its records.
-    monkeypatch.setattr(sampler, "_BOOTSTRAP", "import time\ntime.sleep(30)\n")
+    monkeypatch.setattr(sampler_handle, "_BOOTSTRAP", "import time\ntime.sleep(30)\n")
     handle = SamplerHandle.start(_config())
     pid = handle.pid
     start = time.monotonic()

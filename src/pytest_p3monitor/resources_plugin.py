@@ -44,7 +44,7 @@ from .warnings import SamplingWarning
 # Imported when used, on the controller only (xdist workers never need them): the sampler
 # when the session starts, the summaries at its end.
 if TYPE_CHECKING:
-    from .sampling.sampler import SamplerHandle
+    from .sampling.handle import SamplerHandle
     from .session import MonitorSession
 
 METRIC_ENV_PREFIX = "P3MONITOR_METRIC_"
@@ -163,7 +163,8 @@ class ResourcesPlugin:
         self._register_meter()
         if self.is_worker:
             return
-        from .sampling.sampler import SamplerConfig, SamplerHandle
+        from .sampling.handle import SamplerHandle
+        from .sampling.sampler import SamplerConfig
 
         config = SamplerConfig(
             root_pid=os.getpid(),

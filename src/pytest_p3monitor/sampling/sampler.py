@@ -1,32 +1,30 @@
-"""The session sampler: a loop that samples on a fixed schedule, and how it is run.
+"""The session sampler: a loop that samples on a fixed schedule, and the process it runs in.
 
-It runs in a separate process by default. A thread inside pytest shares the GIL with the
-tests: under a CPU-bound test it wakes late (measured on a 2-core machine, see
-``benchmarks/sampler_timing.py``), and its own work slows the tests down. The process
-keeps its schedule, costs the tests nothing but its small share of a core, and ends by
-itself when pytest goes away (its stdin closes).
+:class:`Sampler` samples the pytest process tree, its cgroup, the disk, the probes and the
+containers until told to stop, handing every record (a dict with a ``kind``: a sample, a
+warning or a measurement) to a callback. :func:`main` is the sampler process that
+:mod:`.handle` starts beside pytest (or, when no process can be started, it runs a
+``Sampler`` in a thread instead): it samples until its stdin closes, writes the records
+as JSON lines to a file, then writes ``DONE`` on its stdout and ends.
 
-Everything it measures is written as JSON lines (one object per sample, warning or
-measurement, each with a ``kind``) to a file that pytest reads once, at the end of the
-session, as soon as the process says it has written everything (it exits afterwards).
-Nothing crosses back during the session: per-test container peaks are computed afterwards
-from the samples' timestamps and the tests' start and stop times.
+This is the module that process imports first, so it imports only what sampling needs;
+pytest's side (starting the process, waiting for ``DONE``, reading the file) lives in
+:mod:`.handle` with the modules only that side uses (subprocess, selectors, tempfile,
+pathlib).
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
-import selectors
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .settings import CONTAINER_INTERVAL, PROCESS_INTERVAL
 
@@ -35,7 +33,6 @@ if TYPE_CHECKING:
     from .containers import ContainerSampler
 
 Emit = Callable[[dict[str, Any]], None]
-SamplerMode = Literal["process", "thread"]
 
 
 class SamplerConfig(NamedTuple):
@@ -249,36 +246,29 @@ def _next_slot(scheduled: float, interval: float, now: float) -> float:
     return following
 
 
-# --- running it -------------------------------------------------------------------------------
-
-# Loads the sampling package without pytest_p3monitor/__init__.py (which imports pytest): the
-# sampler process then starts in about the time of a bare interpreter plus psutil.
-_BOOTSTRAP = (
-    "import sys, types\n"
-    "pkg = types.ModuleType('pytest_p3monitor')\n"
-    "pkg.__path__ = [sys.argv[1]]\n"
-    "sys.modules['pytest_p3monitor'] = pkg\n"
-    "from pytest_p3monitor.sampling.sampler import main\n"
-    "main(sys.argv[2], sys.argv[3])\n"
-)
+# --- the sampler process ----------------------------------------------------------------------
 
 #: What the sampler process writes on its stdout once its records are complete (the file
-#: written, flushed and closed). pytest waits for this rather than for the process to exit:
-#: the exit (interpreter teardown with psutil and perhaps the docker SDK loaded) took about
-#: 30 ms more at the end of every session.
+#: written, flushed and closed). pytest waits for this rather than for the process to exit,
+#: which took about 30 ms more at the end of every session while the process still went
+#: through the interpreter's teardown (it skips that now: see ``handle._BOOTSTRAP``).
 DONE = b"done\n"
-
-# How subprocess itself waits on pipes: poll() has no FD_SETSIZE limit, select() does.
-_Selector: type[selectors.BaseSelector] = getattr(
-    selectors, "PollSelector", selectors.SelectSelector
-)
-
-WaitOutcome = Literal["done", "exited", "timeout"]
 
 
 def main(config_json: str, output: str) -> None:
     """The sampler process: sample until stdin closes, writing JSON lines to ``output``."""
     config = SamplerConfig(**json.loads(config_json))
+    # Start-up creates objects that live as long as the process (modules, classes,
+    # functions): the collector finds nothing to free among them. It is off while the
+    # modules the sampler uses are loaded, and what they created is then frozen out of
+    # every later collection: ~11 M instructions less per session (callgrind, about 5 %
+    # of the process's CPU).
+    gc.disable()
+    try:
+        _load_sampling_modules()
+    finally:
+        gc.freeze()
+        gc.enable()
     # stdout is the pipe on which pytest waits for DONE: anything printed goes to stderr.
     done = sys.stdout.buffer
     sys.stdout = sys.stderr
@@ -308,198 +298,11 @@ def main(config_json: str, output: str) -> None:
         pass
 
 
-class SamplerHandle:
-    """A running sampler: :meth:`stop` ends it and returns everything it recorded,
-    :meth:`close` then reaps the sampler process (which may still be exiting)."""
+def _load_sampling_modules() -> None:
+    """Import what :meth:`Sampler.run` imports when it starts, but for :mod:`.containers`
+    and the docker SDK (imported by its side thread when containers may be sampled)."""
+    from . import cgroup, probes, procs  # noqa: F401
 
-    def __init__(self, config: SamplerConfig, mode: SamplerMode = "process") -> None:
-        self.config = config
-        self.mode = mode
-        self.started_at = time.time()
-        self.stopped = False
-        self._records: list[dict[str, Any]] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._dir: tempfile.TemporaryDirectory[str] | None = None
-        self.problems: list[str] = []
-
-    @classmethod
-    def start(cls, config: SamplerConfig, mode: SamplerMode = "process") -> SamplerHandle:
-        handle = cls(config, mode)
-        if mode == "process":
-            try:
-                handle._start_process()
-                return handle
-            except OSError as exc:
-                handle.problems.append(
-                    f"could not start the sampler process ({exc}); sampling in a thread instead, "
-                    "which may miss its schedule under CPU-bound tests"
-                )
-                handle.mode = "thread"
-        handle._start_thread()
-        return handle
-
-    def _start_thread(self) -> None:
-        sampler = Sampler(self.config, self._records.append, exclude_self=False)
-        self._thread = threading.Thread(
-            target=sampler.run, args=(self._stop,), name="p3monitor-sampler", daemon=True
-        )
-        self._thread.start()
-
-    def _start_process(self) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="p3monitor-sampler-")
-        output = Path(self._dir.name) / "samples.jsonl"
-        package_dir = str(Path(__file__).resolve().parent.parent)
-        try:
-            stderr = open(Path(self._dir.name) / "stderr.log", "wb")  # noqa: SIM115
-        except OSError:
-            self._dir.cleanup()
-            self._dir = None
-            raise
-        try:
-            self._proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    _BOOTSTRAP,
-                    package_dir,
-                    json.dumps(self.config._asdict()),
-                    str(output),
-                ],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                close_fds=True,
-            )
-        except OSError:
-            self._dir.cleanup()
-            self._dir = None
-            raise
-        finally:
-            stderr.close()
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    def stop(self, timeout: float | None = None) -> list[dict[str, Any]]:
-        """Stop sampling (after the end-of-session measurements) and return the records.
-
-        Returns as soon as the sampler process has written them all, without waiting for it
-        to exit. A process that does not get there within ``timeout`` seconds is killed (one
-        problem); one that exits first with an error is a problem naming its last words.
-        """
-        if timeout is None:
-            timeout = 10.0 + (self.config.probe_timeout + 0.5) * len(self.config.probes)
-        self.stopped = True
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join(timeout)
-            return list(self._records)
-        if self._proc is None or self._dir is None:
-            return []
-        proc = self._proc
-        try:
-            if proc.stdin is not None:
-                proc.stdin.close()
-        except OSError:
-            pass
-        outcome = _wait_done(proc, timeout)
-        directory = Path(self._dir.name)
-        if outcome == "timeout":
-            proc.kill()
-            proc.wait()
-            self.problems.append(
-                f"the sampler process did not finish within {timeout:.0f} s and was stopped; "
-                "the end-of-session measurements may be missing"
-            )
-        elif outcome == "exited":
-            # It ended before its records were complete (or this platform has no DONE):
-            # its exit status says whether it crashed. A crash after DONE lost nothing.
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if proc.returncode != 0:
-                err = (directory / "stderr.log").read_text(errors="replace").strip().splitlines()
-                self.problems.append(f"the sampler process failed: {_last_words(err, proc)}")
-        records = _read_jsonl(directory / "samples.jsonl")
-        # The process may still have the log open: removing the files is fine on POSIX, and
-        # elsewhere it has exited by now (no DONE there).
-        self._dir.cleanup()
-        self._dir = None
-        if proc.stdout is not None:
-            proc.stdout.close()
-        proc.poll()  # reaps it if it has exited already
-        return records
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Reap the sampler process, waiting up to ``timeout`` seconds for it to exit after
-        :meth:`stop` (then killing it). Without this, an exiting process would be left a
-        zombie, and its ``Popen`` would warn (ResourceWarning) when collected."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if not self.stopped:  # never stopped: end it without waiting for its records
-            for pipe in (proc.stdin, proc.stdout):
-                if pipe is not None:
-                    pipe.close()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if self._dir is not None:
-            self._dir.cleanup()
-            self._dir = None
-
-
-def _wait_done(proc: subprocess.Popen[bytes], timeout: float) -> WaitOutcome:
-    """Wait until the sampler process writes DONE ("done"), closes its stdout first
-    ("exited": it has ended or is ending) or ``timeout`` seconds pass ("timeout")."""
-    if os.name != "posix" or proc.stdout is None:
-        # Windows cannot wait on a pipe with a timeout: wait for the exit instead.
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return "timeout"
-        return "exited"
-    fd = proc.stdout.fileno()
-    deadline = time.monotonic() + timeout
-    received = b""
-    with _Selector() as selector:
-        selector.register(fd, selectors.EVENT_READ)
-        while DONE not in received:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not selector.select(remaining):
-                return "timeout"
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                return "exited"
-            received += chunk
-    return "done"
-
-
-def _last_words(stderr_lines: list[str], proc: subprocess.Popen[bytes]) -> str:
-    if stderr_lines:
-        return stderr_lines[-1]
-    code = proc.returncode
-    return f"killed by signal {-code}" if code < 0 else f"exit status {code}"
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    records = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue  # a line cut short by a kill
-                if isinstance(record, dict):
-                    records.append(record)
-    except OSError:
-        pass
-    return records
+    # Without psutil, Sampler warns that the process tree is not sampled.
+    with contextlib.suppress(ImportError):
+        import psutil  # type: ignore[import-untyped,unused-ignore]  # noqa: F401
