@@ -228,8 +228,10 @@ with open({str(facts)!r}, "w") as f:
     assert records[-1]["kind"] == "end" and handle.problems == []
     found = json.loads(facts.read_text())
     modules = set(found["modules"])
-    # pytest's side of the sampler (and pytest) stay out of the process; psutil is loaded
-    assert not {"pytest_p3monitor.sampling.handle", "tempfile", "pytest", "_pytest"} & modules
+    # pytest's side of the sampler (and pytest) stay out of the process, and so does the
+    # containers' module when no container is sampled; psutil is loaded
+    left_out = {"pytest_p3monitor.sampling.handle", "tempfile", "pytest", "_pytest"}
+    assert not (left_out | {"pytest_p3monitor.sampling.containers"}) & modules
     assert {"psutil", "pytest_p3monitor.sampling.procs"} <= modules
     # the collector is on again after start-up, what start-up created is frozen
     assert found["gc"] and found["frozen"] > 0

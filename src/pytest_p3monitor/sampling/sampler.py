@@ -227,12 +227,13 @@ class Sampler:
             return None
 
     def _containers(self) -> ContainerSampler | None:
-        from .containers import ContainerSampler
         from .settings import ContainerSelection
 
         selection = ContainerSelection.from_json(self.config.containers or {})
         if selection.mode == "none":
             return None
+        from .containers import ContainerSampler  # not even imported with none
+
         sampler = ContainerSampler(selection, self.warn)
         sampler.connect()
         return sampler if sampler.enabled else None
