@@ -7,10 +7,9 @@ warning or a measurement) to a callback. :func:`main` is the sampler process tha
 ``Sampler`` in a thread instead): it samples until its stdin closes, writes the records
 as JSON lines to a file, then writes ``DONE`` on its stdout and ends.
 
-This is the module that process imports first, so it imports only what sampling needs;
-pytest's side (starting the process, waiting for ``DONE``, reading the file) lives in
-:mod:`.handle` with the modules only that side uses (subprocess, selectors, tempfile,
-pathlib).
+This is the module that process imports first, so it imports only what sampling needs:
+pytest's side (starting the process, waiting for ``DONE``, reading the file, and the
+modules for that) lives in :mod:`.handle`.
 """
 
 from __future__ import annotations
