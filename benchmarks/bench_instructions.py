@@ -15,6 +15,9 @@ The phases come from callgrind client requests made by a small plugin (built her
 from valgrind's callgrind.h); without gcc or the header only the totals are printed.
 
     python benchmarks/bench_instructions.py [--tests 5000] [--variants bare,installed,p3monitor]
+                                            [--isolated]
+
+``--isolated``: no plugin autoloading, as in bench_overhead.py.
 
 Needs valgrind. Each variant takes about a minute per 5000 tests.
 """
@@ -75,11 +78,16 @@ def build_client(work: Path) -> Path | None:
     return lib if done.returncode == 0 else None
 
 
-def run(work: Path, name: str, extra: list[str], client: Path | None) -> dict[str, int]:
+def run(
+    work: Path, name: str, extra: list[str], client: Path | None, isolated: bool = False
+) -> dict[str, int]:
     """Instructions per phase (or just the total) of one session under callgrind."""
     env = dict(os.environ)
     env.pop("P3MONITOR_DB", None)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
+    if isolated:
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     plugin: list[str] = []
     if client is not None:
         env["P3M_BENCH_CLIENT"] = str(client)
@@ -116,6 +124,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--tests", type=int, default=5000)
     ap.add_argument("--variants", default="bare,installed,p3monitor")
+    ap.add_argument(
+        "--isolated",
+        action="store_true",
+        help="no plugin autoloading: each variant loads only the plugin it measures",
+    )
     args = ap.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is needed (Debian: apt-get install valgrind)")
@@ -126,12 +139,15 @@ def main() -> None:
         client = build_client(work)
         if client is not None:
             (work / "p3m_bench_phases.py").write_text(PHASE_PLUGIN)
-        known = variants(work)
+        known = variants(work, args.isolated)
         wanted = ["bare", *(v for v in args.variants.split(",") if v != "bare")]
-        results = {name: run(work, name, known[name], client) for name in wanted}
+        results = {name: run(work, name, known[name], client, args.isolated) for name in wanted}
     bare = results["bare"]
     total = sum(bare.values())
-    print(f"{args.tests} trivial tests, instructions (callgrind), millions; ratio to bare")
+    plugins = "no plugin autoloading" if args.isolated else "the installed plugins autoloaded"
+    print(
+        f"{args.tests} trivial tests, {plugins}; instructions (callgrind), millions; ratio to bare"
+    )
     columns = [p for p in PHASES if p in bare] if client is not None else []
     print(f"{'variant':<12}" + "".join(f"{p:>12}" for p in columns) + f"{'total':>12}{'ratio':>8}")
     for name, counts in results.items():

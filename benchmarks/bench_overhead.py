@@ -10,7 +10,13 @@ per-round ratios to bare pytest. Variants:
   json-report  pytest --json-report (pytest-json-report), when installed
   reportlog    pytest --report-log (pytest-reportlog), when installed
 
+With ``--isolated`` no plugin loads by itself (PYTEST_DISABLE_PLUGIN_AUTOLOAD=1) and each
+variant loads only the plugin it measures: bare is pytest alone. Otherwise every variant runs
+with the plugins installed in the environment (here: the project's test dependencies, such as
+hypothesis and pytest-xdist), as a CI job with those installed would.
+
     python benchmarks/bench_overhead.py [--tests 5000] [--rounds 15] [--variants p3monitor,...]
+                                        [--isolated]
 """
 
 from __future__ import annotations
@@ -35,26 +41,47 @@ def test_trivial(i):
 """
 
 
-def variants(work: Path) -> dict[str, list[str]]:
+def variants(work: Path, isolated: bool = False) -> dict[str, list[str]]:
+    """The pytest arguments of each variant. ``isolated``: for a run without plugin
+    autoloading, each variant names the plugins it needs (bare none)."""
+
+    def load(*modules: str) -> list[str]:
+        return [arg for module in modules for arg in ("-p", module)] if isolated else []
+
+    blocked = [] if isolated else ["-p", "no:p3monitor"]
     out = {
-        "bare": ["-p", "no:p3monitor"],
-        "installed": [],
-        "p3monitor": ["--p3monitor", "--p3monitor-db", str(work / "results.db")],
+        "bare": blocked,
+        "installed": load("pytest_p3monitor.plugin"),
+        "p3monitor": [
+            *load("pytest_p3monitor.plugin"),
+            f"--p3monitor-db={work / 'results.db'}",
+            "--p3monitor",
+        ],
     }
     if importlib.util.find_spec("pytest_jsonreport"):
         out["json-report"] = [
-            "-p", "no:p3monitor", "--json-report", f"--json-report-file={work / 'r.json'}"
-        ]  # fmt: skip
+            *blocked,
+            *load("pytest_metadata.plugin", "pytest_jsonreport.plugin"),
+            "--json-report",
+            f"--json-report-file={work / 'r.json'}",
+        ]
     if importlib.util.find_spec("pytest_reportlog"):
-        out["reportlog"] = ["-p", "no:p3monitor", f"--report-log={work / 'log.jsonl'}"]
+        out["reportlog"] = [
+            *blocked,
+            *load("pytest_reportlog.plugin"),
+            f"--report-log={work / 'log.jsonl'}",
+        ]
     return out
 
 
-def run_once(work: Path, extra: list[str]) -> tuple[float, float, int]:
+def run_once(work: Path, extra: list[str], isolated: bool = False) -> tuple[float, float, int]:
     """Wall seconds, CPU seconds (with the processes it started) and peak RSS (bytes)."""
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra, "test_bench.py"]
     env = dict(os.environ)
     env.pop("P3MONITOR_DB", None)
+    env.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
+    if isolated:
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     # Bytecode caches on, as on a developer's machine or a CI runner with a warm venv.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     t0 = time.perf_counter()
@@ -85,17 +112,22 @@ def main() -> None:
         default="",
         help="comma-separated subset of the variants to run (bare is always run)",
     )
+    ap.add_argument(
+        "--isolated",
+        action="store_true",
+        help="no plugin autoloading: each variant loads only the plugin it measures",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="p3m-bench-") as tmp:
         work = Path(tmp)
         (work / "test_bench.py").write_text(SUITE.format(n=args.tests))
         (work / "pytest.ini").write_text("[pytest]\n")
-        names = variants(work)
+        names = variants(work, args.isolated)
         if args.variants:
             wanted = {"bare", *args.variants.split(",")}
             names = {k: v for k, v in names.items() if k in wanted}
         for extra in names.values():  # warm up: bytecode caches, the store's schema
-            run_once(work, extra)
+            run_once(work, extra, args.isolated)
         walls: dict[str, list[float]] = {k: [] for k in names}
         cpus: dict[str, list[float]] = {k: [] for k in names}
         rss: dict[str, list[int]] = {k: [] for k in names}
@@ -103,11 +135,13 @@ def main() -> None:
         for r in range(args.rounds):
             rotated = order[r % len(order) :] + order[: r % len(order)]
             for name in rotated:
-                wall, cpu, peak = run_once(work, names[name])
+                wall, cpu, peak = run_once(work, names[name], args.isolated)
                 walls[name].append(wall)
                 cpus[name].append(cpu)
                 rss[name].append(peak)
-    print(f"{args.tests} trivial tests, {args.rounds} rounds, variants alternating each round")
+    plugins = "no plugin autoloading" if args.isolated else "the installed plugins autoloaded"
+    print(f"{args.tests} trivial tests, {args.rounds} rounds, variants alternating each round,")
+    print(plugins)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
     print(
         f"{'variant':<12} {'median s':>9} {'ratio':>7} {'95% CI':>13} {'ratio IQR':>13}"
