@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_p3monitor.sampling import cgroup, containers, probes, settings, summary
+from pytest_p3monitor.sampling import sampler as sampler_module
 from pytest_p3monitor.sampling.pertest import (
     CPU_TIME,
     READ_CHARS,
@@ -25,7 +28,7 @@ from pytest_p3monitor.sampling.pertest import (
     _parse_io,
 )
 from pytest_p3monitor.sampling.procs import ProcessTree
-from pytest_p3monitor.sampling.sampler import _next_slot
+from pytest_p3monitor.sampling.sampler import SamplerConfig, _next_slot
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc only")
 
@@ -180,9 +183,9 @@ def test_cgroup_v1(tmp_path: Path) -> None:
     _write(tmp_path, f"{cpu}/cpu.cfs_quota_us", "150000\n")
     _write(tmp_path, f"{cpu}/cpu.cfs_period_us", "100000\n")
 
-    found = cgroup.find_cgroup(42, base=tmp_path)
+    found = cgroup.find_cgroup(42, base=str(tmp_path))
     assert found is not None and found.version == 1
-    assert found.memory_dir == tmp_path / mem
+    assert found.memory_dir == str(tmp_path / mem)
     reading = found.read()
     assert reading == cgroup.CgroupReading(
         cpu_ns=123456789,
@@ -198,9 +201,9 @@ def test_cgroup_v1_unlimited_and_path_outside_namespace(tmp_path: Path) -> None:
     _write(tmp_path, "proc/7/mountinfo", V1_MOUNTINFO.replace("/docker", "/"))
     _write(tmp_path, "sys/fs/cgroup/memory/memory.usage_in_bytes", "500")
     _write(tmp_path, "sys/fs/cgroup/memory/memory.limit_in_bytes", "9223372036854771712")
-    found = cgroup.find_cgroup(7, base=tmp_path)
+    found = cgroup.find_cgroup(7, base=str(tmp_path))
     assert found is not None
-    assert found.memory_dir == tmp_path / "sys/fs/cgroup/memory"
+    assert found.memory_dir == str(tmp_path / "sys/fs/cgroup/memory")
     reading = found.read()
     assert reading.memory_bytes == 500
     assert reading.memory_limit_bytes is None
@@ -216,7 +219,7 @@ def test_cgroup_v2(tmp_path: Path) -> None:
     _write(tmp_path, f"{base}/memory.stat", "anon 1\nfile 9\ninactive_file 500000\n")
     _write(tmp_path, f"{base}/cpu.stat", "usage_usec 2500\nuser_usec 2000\n")
     _write(tmp_path, f"{base}/cpu.max", "200000 100000\n")
-    found = cgroup.find_cgroup(9, base=tmp_path)
+    found = cgroup.find_cgroup(9, base=str(tmp_path))
     assert found is not None and found.version == 2
     assert found.read() == cgroup.CgroupReading(
         cpu_ns=2_500_000, memory_bytes=1_500_000, memory_limit_bytes=8_000_000, cpu_limit_cores=2.0
@@ -228,10 +231,10 @@ def test_cgroup_v2(tmp_path: Path) -> None:
 
 
 def test_cgroup_missing_files(tmp_path: Path) -> None:
-    assert cgroup.find_cgroup(1, base=tmp_path) is None
+    assert cgroup.find_cgroup(1, base=str(tmp_path)) is None
     _write(tmp_path, "proc/3/cgroup", "0::/gone\n")
     _write(tmp_path, "proc/3/mountinfo", "30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n")
-    found = cgroup.find_cgroup(3, base=tmp_path)
+    found = cgroup.find_cgroup(3, base=str(tmp_path))
     assert found is not None
     assert found.read() == cgroup.CgroupReading(None, None, None, None)
 
@@ -244,6 +247,11 @@ def test_cgroup_of_this_machine() -> None:
     reading = found.read()
     assert reading.memory_bytes is None or reading.memory_bytes > 0
     assert cgroup.host_memory_bytes() or 0 > 0
+
+
+def test_host_memory_bytes_from_meminfo(tmp_path: Path) -> None:
+    _write(tmp_path, "proc/meminfo", "MemTotal:       16384 kB\nMemFree:  1 kB\n")
+    assert cgroup.host_memory_bytes(str(tmp_path)) == 16384 * 1024
 
 
 def test_parse_mountinfo_unescapes() -> None:
@@ -407,6 +415,37 @@ def _sampler(selection: settings.ContainerSelection) -> tuple[Any, FakeAPI, list
     return sampler, api, warnings
 
 
+def test_container_sample_record() -> None:
+    """The ``container`` record the sampler writes: the sample's fields and the kind."""
+    sample = containers.ContainerSample(
+        t=1.5,
+        id="a" * 64,
+        name="db",
+        cpu_percent=12.5,
+        memory_bytes=100,
+        memory_limit_bytes=None,
+        net_rx_bytes=1,
+        net_tx_bytes=2,
+        blk_read_bytes=3,
+        blk_write_bytes=4,
+        created=100.0,
+    )
+    assert sample.to_json() == {
+        "kind": "container",
+        "t": 1.5,
+        "id": "a" * 64,
+        "name": "db",
+        "cpu_percent": 12.5,
+        "memory_bytes": 100,
+        "memory_limit_bytes": None,
+        "net_rx_bytes": 1,
+        "net_tx_bytes": 2,
+        "blk_read_bytes": 3,
+        "blk_write_bytes": 4,
+        "created": 100.0,
+    }
+
+
 def test_container_sampler_cpu_from_two_samples_and_gone_once() -> None:
     selection = settings.parse_selection(["label=app=x"])
     sampler, api, warnings = _sampler(selection)
@@ -482,6 +521,20 @@ def test_container_sampler_wrong_docker_host(monkeypatch: pytest.MonkeyPatch) ->
     assert "unix:///nonexistent/p3monitor.sock (DOCKER_HOST)" in warnings[0]
 
 
+def test_sampler_auto_without_engine_does_not_import_containers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sampler_module, "docker_host_configured", lambda: False)
+    # None in sys.modules: importing the module would raise ImportError.
+    monkeypatch.setitem(sys.modules, "pytest_p3monitor.sampling.containers", None)
+    warnings: list[str] = []
+    config = SamplerConfig(root_pid=os.getpid(), containers={"mode": "auto", "filters": {}})
+    sampler = sampler_module.Sampler(config, lambda record: None, exclude_self=False)
+    monkeypatch.setattr(sampler, "warn", warnings.append)
+    assert sampler._containers() is None
+    assert warnings == []
+
+
 def test_container_sampler_auto_without_engine_is_silent(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     monkeypatch.setattr(containers, "docker_host_configured", lambda: False)
@@ -542,7 +595,20 @@ def test_connect_ms_to_a_listening_and_a_closed_port() -> None:
 def test_disk() -> None:
     found = probes.disk(".")
     assert found["free_bytes"] > 0 and found["total_bytes"] >= found["free_bytes"]
-    assert probes.disk("/nonexistent/p3monitor")["free_bytes"] is None
+    usage = shutil.disk_usage(".")
+    assert found["total_bytes"] == usage.total
+    assert abs(found["free_bytes"] - usage.free) < 64 * 2**20  # others may write meanwhile
+    missing = probes.disk("/nonexistent/p3monitor")
+    assert missing["free_bytes"] is None and missing["total_bytes"] is None
+    assert missing["error"]
+
+
+def test_disk_without_statvfs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where os has no statvfs (Windows), shutil.disk_usage gives the figures."""
+    usage = types.SimpleNamespace(total=1000, used=300, free=700)
+    monkeypatch.setattr(probes, "os", types.SimpleNamespace())  # no statvfs here
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage)
+    assert probes.disk("C:\\") == {"path": "C:\\", "free_bytes": 700, "total_bytes": 1000}
 
 
 # --- process tree -----------------------------------------------------------------------------

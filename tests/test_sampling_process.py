@@ -20,6 +20,7 @@ import pytest
 from pytest_p3monitor.sampling import handle as sampler_handle
 from pytest_p3monitor.sampling.handle import SamplerHandle
 from pytest_p3monitor.sampling.sampler import SamplerConfig
+from pytest_p3monitor.sampling.settings import docker_host_configured
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 
@@ -208,9 +209,14 @@ def test_a_crash_after_the_records_are_written_is_harmless(
     assert handle.problems == []
 
 
+@pytest.mark.parametrize("mode", ["none", "auto"])
 def test_the_sampler_process_loads_only_sampling_and_skips_the_teardown(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mode: str
 ) -> None:
+    if mode == "auto":
+        monkeypatch.delenv("DOCKER_HOST", raising=False)
+        if docker_host_configured():
+            pytest.skip("a Docker engine socket is here: auto mode samples its containers")
     facts = tmp_path / "facts.json"
     teardown = tmp_path / "teardown"
     code = f"""
@@ -221,7 +227,7 @@ with open({str(facts)!r}, "w") as f:
                "frozen": gc.get_freeze_count()}}, f)
 """
     _after_main(monkeypatch, code)
-    handle = SamplerHandle.start(_config())
+    handle = SamplerHandle.start(_config(containers={"mode": mode, "filters": {}}))
     time.sleep(0.3)
     records = handle.stop()
     handle.close()  # waits for the exit: the facts are written by then
@@ -229,9 +235,13 @@ with open({str(facts)!r}, "w") as f:
     found = json.loads(facts.read_text())
     modules = set(found["modules"])
     # pytest's side of the sampler (and pytest) stay out of the process, and so does the
-    # containers' module when no container is sampled; psutil is loaded
+    # containers' module when no container can be sampled (none, or auto without an
+    # engine); so do the heavier modules the sampler does without (dataclasses pulls in
+    # inspect); psutil is loaded
     left_out = {"pytest_p3monitor.sampling.handle", "tempfile", "pytest", "_pytest"}
-    assert not (left_out | {"pytest_p3monitor.sampling.containers"}) & modules
+    left_out |= {"pytest_p3monitor.sampling.containers", "docker"}
+    left_out |= {"dataclasses", "inspect", "shutil", "pathlib"}
+    assert not left_out & modules
     assert {"psutil", "pytest_p3monitor.sampling.procs"} <= modules
     # the collector is on again after start-up, what start-up created is frozen
     assert found["gc"] and found["frozen"] > 0

@@ -25,10 +25,9 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from .settings import ContainerSelection
+from .settings import ContainerSelection, docker_host_configured
 
 #: Failed stats reads in a row after which a container is warned about.
 STATS_FAILURES_WARNED = 3
@@ -116,8 +115,9 @@ def engine_disk_bytes(df: Mapping[str, Any]) -> int:
     return layers + containers + volumes + cache
 
 
-@dataclass
-class ContainerSample:
+class ContainerSample(NamedTuple):
+    """One sample of one container (a NamedTuple: see :mod:`.cgroup` on dataclasses)."""
+
     t: float  # epoch seconds
     id: str
     name: str
@@ -131,7 +131,7 @@ class ContainerSample:
     created: float | None  # epoch seconds, when the engine says
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": "container", **self.__dict__}
+        return {"kind": "container", **self._asdict()}
 
 
 def _name(entry: Mapping[str, Any]) -> str:
@@ -139,11 +139,6 @@ def _name(entry: Mapping[str, Any]) -> str:
     if names:
         return str(names[0]).lstrip("/")
     return str(entry.get("Id", ""))[:12]
-
-
-def docker_host_configured() -> bool:
-    """Whether this machine names a Docker engine (DOCKER_HOST, or the default socket)."""
-    return bool(os.environ.get("DOCKER_HOST")) or os.path.exists("/var/run/docker.sock")
 
 
 class ContainerSampler:

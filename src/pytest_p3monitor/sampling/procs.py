@@ -11,12 +11,16 @@ counted twice.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True)
-class ProcSample:
+class ProcSample(NamedTuple):
+    """One sample of the tree; the sampler writes it as a ``proc`` record (``_asdict()``).
+
+    A NamedTuple, not a dataclass: see :mod:`.cgroup` for what importing dataclasses costs
+    the sampler process.
+    """
+
     t: float  # epoch seconds
     cpu_percent: float | None  # None on the first sample (no interval yet)
     rss_bytes: int

@@ -22,10 +22,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .settings import CONTAINER_INTERVAL, PROCESS_INTERVAL
+from .settings import (
+    CONTAINER_INTERVAL,
+    PROCESS_INTERVAL,
+    ContainerSelection,
+    docker_host_configured,
+    parse_probe,
+)
 
 if TYPE_CHECKING:
     from .cgroup import Cgroup
@@ -122,7 +127,7 @@ class Sampler:
             if tree is not None:
                 sample = tree.sample(t)
                 if sample is not None:
-                    record: dict[str, Any] = {"kind": "proc", **asdict(sample)}
+                    record: dict[str, Any] = {"kind": "proc", **sample._asdict()}
                     if not final:  # the final sample is taken when stopped, not on schedule
                         record["late_ms"] = late_ms
                     self._emit(record)
@@ -180,7 +185,6 @@ class Sampler:
 
     def _probe(self, when: str) -> None:
         from .probes import connect_ms
-        from .settings import parse_probe
 
         for text in self.config.probes:
             probe = parse_probe(text)
@@ -226,12 +230,12 @@ class Sampler:
             return None
 
     def _containers(self) -> ContainerSampler | None:
-        from .settings import ContainerSelection
-
         selection = ContainerSelection.from_json(self.config.containers or {})
         if selection.mode == "none":
             return None
-        from .containers import ContainerSampler  # not even imported with none
+        if selection.mode == "auto" and not docker_host_configured():
+            return None  # what ContainerSampler.connect does then, without importing it
+        from .containers import ContainerSampler  # imported only when it may sample
 
         sampler = ContainerSampler(selection, self.warn)
         sampler.connect()
