@@ -129,6 +129,53 @@ def test_xdist_workers_send_figures_and_phases(pytester: pytest.Pytester) -> Non
     assert report["metrics"]["resource_usage"]["process"]["processes_peak"] >= 3
 
 
+# Seen from a conftest's tryfirst sessionfinish, which pytest calls after the plugin's
+# (registered later) and before the monitor's, which builds the report: has the plugin
+# asked the sampler to stop, and not yet waited for it?
+CHECK_STOP_REQUESTED = """
+import pytest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session):
+    handle = session.config.pluginmanager.get_plugin("p3monitor-resources").handle
+    stdin = handle._proc.stdin
+    print(f"SAMPLER stop requested={stdin is None or stdin.closed} stopped={handle.stopped}")
+"""
+
+
+@pytest.mark.parametrize(
+    ("tests", "args", "exit_code"),
+    [
+        ("", (), pytest.ExitCode.NO_TESTS_COLLECTED),
+        (
+            "import pytest\n"
+            "def test_a(): pass\n"
+            "def test_stop(): pytest.exit('interrupted')\n"
+            "def test_c(): pass\n",
+            (),
+            pytest.ExitCode.INTERRUPTED,
+        ),
+        ("def test_a(): pass\ndef test_b(): pass\n", ("-n", "2", "-p", "no:benchmark"), 0),
+    ],
+    ids=["no-tests", "interrupted", "xdist"],
+)
+def test_the_sampler_is_asked_to_stop_when_the_session_ends(
+    pytester: pytest.Pytester, tests: str, args: tuple[str, ...], exit_code: int
+) -> None:
+    """At sessionfinish, before the report is built: its records are the same as ever."""
+    pytester.makeini("[pytest]\np3monitor_sample_interval = 0.2\n")
+    pytester.makeconftest(CHECK_STOP_REQUESTED)
+    pytester.makepyfile(test_session=tests)
+    result, report = _run(pytester, "-s", *args)
+    assert result.ret == exit_code
+    result.stdout.fnmatch_lines(["*SAMPLER stop requested=True stopped=False*"])
+    usage = report["metrics"]["resource_usage"]
+    assert usage["sampler"]["mode"] == "process"
+    assert usage["process"]["samples"] >= 1 and usage["process"]["rss_bytes_peak"] > 0
+    assert usage["disk"]["free_bytes_start"] > 0 and usage["disk"]["free_bytes_end"] > 0
+    assert "warnings" not in usage["sampler"] or usage["sampler"]["warnings"] == []
+
+
 def test_fixture_works_without_p3monitor_and_starts_nothing(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """

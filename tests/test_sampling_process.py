@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from pytest_p3monitor.sampling import handle as sampler_handle
-from pytest_p3monitor.sampling.handle import SamplerHandle
+from pytest_p3monitor.sampling.handle import SamplerHandle, SamplerMode
 from pytest_p3monitor.sampling.sampler import SamplerConfig
 from pytest_p3monitor.sampling.settings import docker_host_configured
 
@@ -112,6 +112,31 @@ def test_probes_are_measured_at_start_and_end() -> None:
     assert all(r["connect_ms"] is not None and r["error"] is None for r in found)
 
 
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_request_stop_ends_sampling_and_stop_then_only_waits(mode: SamplerMode) -> None:
+    handle = SamplerHandle.start(_config(), mode=mode)
+    time.sleep(0.5)
+    requested = time.time()
+    handle.request_stop()
+    handle.request_stop()  # again: nothing more
+    assert not handle.stopped
+    time.sleep(1.0)  # ten intervals: none of them sampled
+    records = handle.stop()
+    handle.request_stop()  # after stop: nothing either
+    handle.close()
+    assert handle.problems == []
+    kinds = [r["kind"] for r in records]
+    assert kinds[0] == "meta" and kinds[-1] == "end"
+    assert [r["when"] for r in records if r["kind"] == "disk"] == ["start", "end"]
+    procs = [r for r in records if r["kind"] == "proc"]
+    assert len(procs) >= 2
+    # the final sample (no late_ms: taken when stopped) and the end follow the request
+    assert "late_ms" not in procs[-1] and all("late_ms" in r for r in procs[:-1])
+    assert procs[-1]["t"] - requested < 0.5
+    assert records[-1]["t"] - requested < 0.5
+    assert sum(r["t"] > requested for r in procs) == 1
+
+
 def test_sampler_process_ends_when_pytest_is_killed(tmp_path: Path) -> None:
     script = tmp_path / "parent.py"
     script.write_text(
@@ -119,7 +144,7 @@ def test_sampler_process_ends_when_pytest_is_killed(tmp_path: Path) -> None:
             f"""
             import os, sys, time
             sys.path.insert(0, {SRC!r})
-            from pytest_p3monitor.sampling.handle import SamplerHandle
+            from pytest_p3monitor.sampling.handle import SamplerHandle, SamplerMode
             from pytest_p3monitor.sampling.sampler import SamplerConfig
             handle = SamplerHandle.start(SamplerConfig(root_pid=os.getpid(),
                 containers={{"mode": "none", "filters": {{}}}}))

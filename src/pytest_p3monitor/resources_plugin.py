@@ -185,7 +185,8 @@ class ResourcesPlugin:
             return
         from .sampling.summary import warnings_of
 
-        # Returns once the sampler has written its records; it is reaped at unconfigure.
+        # Asked to stop at sessionfinish; returns once the sampler has written its records.
+        # It is reaped at unconfigure.
         self.records = handle.stop()
         self.mode = handle.mode
         for problem in handle.problems:
@@ -224,11 +225,19 @@ class ResourcesPlugin:
         if self.is_worker or self.runs_tests:
             self.meter.start()
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.is_worker and self.recorder.entries:
-            # Phases measured after the last test's teardown report: send them along.
-            workeroutput: dict[str, Any] = getattr(self.config, "workeroutput", {})
-            workeroutput["p3monitor_phases"] = self.recorder.drain()
+        if self.is_worker:
+            if self.recorder.entries:
+                # Phases measured after the last test's teardown report: send them along.
+                workeroutput: dict[str, Any] = getattr(self.config, "workeroutput", {})
+                workeroutput["p3monitor_phases"] = self.recorder.drain()
+            return
+        # The session's end begins (tryfirst: before the monitor builds the report): the
+        # sampler takes its final measurements meanwhile, and _stop_sampler then only
+        # waits for them.
+        if self.handle is not None:
+            self.handle.request_stop()
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:

@@ -7,8 +7,10 @@ keeps its schedule, costs the tests nothing but its small share of a core, and e
 itself when pytest goes away (its stdin closes).
 
 The process (:func:`.sampler.main`) writes everything it measures as JSON lines to a file
-that pytest reads once, at the end of the session, as soon as the process says it has
-written everything (``DONE``; it exits afterwards). Nothing crosses back during the
+that pytest reads once, at the end of the session: pytest closes the process's stdin as
+the session's end begins (:meth:`SamplerHandle.request_stop`), so that the final
+measurements overlap pytest's own work, and reads the file as soon as the process says it
+has written everything (``DONE``; it exits afterwards). Nothing crosses back during the
 session: per-test container peaks are computed afterwards from the samples' timestamps and
 the tests' start and stop times. When the process cannot be started, a
 :class:`.sampler.Sampler` runs in a thread instead (one problem says so).
@@ -16,6 +18,7 @@ the tests' start and stop times. When the process cannot be started, a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -56,8 +59,10 @@ WaitOutcome = Literal["done", "exited", "timeout"]
 
 
 class SamplerHandle:
-    """A running sampler: :meth:`stop` ends it and returns everything it recorded,
-    :meth:`close` then reaps the sampler process (which may still be exiting)."""
+    """A running sampler: :meth:`request_stop` asks it to take its end-of-session
+    measurements (without waiting for them), :meth:`stop` waits for them and returns
+    everything it recorded, :meth:`close` then reaps the sampler process (which may still
+    be exiting)."""
 
     def __init__(self, config: SamplerConfig, mode: SamplerMode = "process") -> None:
         self.config = config
@@ -130,28 +135,38 @@ class SamplerHandle:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
+    def request_stop(self) -> None:
+        """Ask the sampler to stop now, without waiting: it takes its final sample and its
+        end-of-session measurements (disk, engine, probes) while pytest goes on, e.g. with
+        building the report; :meth:`stop` then only waits for them. Calling it again, or
+        after :meth:`stop`, does nothing more."""
+        if self._thread is not None:
+            self._stop.set()
+            return
+        stdin = self._proc.stdin if self._proc is not None else None
+        if stdin is not None and not stdin.closed:
+            with contextlib.suppress(OSError):
+                stdin.close()  # the process's stdin reaches its end: it stops
+
     def stop(self, timeout: float | None = None) -> list[dict[str, Any]]:
         """Stop sampling (after the end-of-session measurements) and return the records.
 
-        Returns as soon as the sampler process has written them all, without waiting for it
-        to exit. A process that does not get there within ``timeout`` seconds is killed (one
-        problem); one that exits first with an error is a problem naming its last words.
+        Asks the sampler to stop (:meth:`request_stop`) unless that was done already, then
+        returns as soon as the sampler process has written all its records, without
+        waiting for it to exit. A process that does not get there within ``timeout``
+        seconds is killed (one problem); one that exits first with an error is a problem
+        naming its last words.
         """
         if timeout is None:
             timeout = 10.0 + (self.config.probe_timeout + 0.5) * len(self.config.probes)
+        self.request_stop()
         self.stopped = True
         if self._thread is not None:
-            self._stop.set()
             self._thread.join(timeout)
             return list(self._records)
         if self._proc is None or self._dir is None:
             return []
         proc = self._proc
-        try:
-            if proc.stdin is not None:
-                proc.stdin.close()
-        except OSError:
-            pass
         outcome = _wait_done(proc, timeout)
         directory = Path(self._dir.name)
         if outcome == "timeout":
