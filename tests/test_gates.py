@@ -443,6 +443,24 @@ def test_report_has_health_trends_recommendations(pytester: pytest.Pytester) -> 
     assert isinstance(data["recommendations"], list)
 
 
+def test_report_trends_take_the_stored_runs_peaks(pytester: pytest.Pytester) -> None:
+    """The trends read the past runs' peaks from the store (Store.trend_runs)."""
+    import time
+
+    from pytest_p3monitor.store import open_store
+
+    pytester.makepyfile(test_three=THREE_PASSING)
+    process = {"memory_percent_peak": 42.5, "rss_bytes_peak": 123_456_789, "samples": 9}
+    with open_store(str(pytester.path / "results.db")) as store:
+        for i, metrics in enumerate([{"metrics": {"resource_usage": {"process": process}}}, {}]):
+            run_info = RunInfo(run_id=f"past{i}", started_at=time.time() - 3600 * (i + 1))
+            store.save_run(run_info, [TestRecord(nodeid="t", outcome="failed")], metrics)
+    _, data = report(pytester, "--p3monitor-db", "results.db")
+    last_24h = data["trends"]["last_24h"]
+    assert (last_24h["runs"], last_24h["tests"], last_24h["ci_success_rate"]) == (3, 5, 33.3333)
+    assert (last_24h["peak_memory_percent"], last_24h["peak_rss_bytes"]) == (42.5, 123_456_789)
+
+
 def test_gates_under_xdist(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_par="""

@@ -31,6 +31,7 @@ from pytest_p3monitor.store import (
 )
 from pytest_p3monitor.store.schema import SCHEMA_VERSION
 from pytest_p3monitor.store.sql import SQLStore
+from pytest_p3monitor.trends import daily, run_peaks, summaries
 
 if TYPE_CHECKING:
     from pg_fixtures import PostgresServer
@@ -689,3 +690,82 @@ def test_any_text_round_trips_as_postgresql_can_hold_it(
         assert got == {_text(t.nodeid): _text(t.message) for t in tests}
     finally:
         store.close()
+
+
+def peaks(memory: Any, rss: Any, **other: Any) -> dict[str, Any]:
+    """A run's metrics with the test processes' peaks (as the resources feature stores them)."""
+    process = {"memory_percent_peak": memory, "rss_bytes_peak": rss, "samples": 3, **other}
+    return {"health_score": 80, "metrics": {"resource_usage": {"process": process}}}
+
+
+#: The metrics of the trend runs: sampled, unsampled, without the peaks, bogus peaks...
+TREND_METRICS: list[dict[str, Any]] = [
+    peaks(12.5, 1_048_576, cpu_percent_peak=99.0),
+    {"health_score": 90, "metrics": {"resource_usage": None}},  # not sampled
+    {"metrics": {"resource_usage": {"process": {"samples": 0}}}},  # no peaks
+    peaks("high", True),  # not numbers: no peaks for the trends
+    peaks(None, 2.5e9),  # only the RSS
+    peaks(0.1 + 0.2, 77_320_192),  # a float that must come back to the last digit
+    {"metrics": {"resource_usage": {"process": [1, 2]}}},  # not a mapping
+    {},
+]
+
+
+def save_trend_runs(store: Store, metrics: list[dict[str, Any]]) -> None:
+    outcomes = [{"a": "passed", "b": "failed"}, {"a": "passed", "b": "skipped"}, {"a": "error"}]
+    for i, figures in enumerate(metrics):
+        run = RunInfo(run_id=f"r{i}", started_at=1000.0 + 3600 * i, branch=("main", "dev")[i % 2])
+        tests = [record(n, o, call_s=0.5 + i) for n, o in outcomes[i % 3].items()]
+        store.save_run(run, tests, figures)
+
+
+def test_trend_runs_are_the_recent_runs_with_only_their_peaks(
+    store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save_trend_runs(store, TREND_METRICS)
+
+    def parsing_every_run(*args: Any) -> None:
+        raise AssertionError("the database should have picked the peaks")
+
+    monkeypatch.setattr(Store, "trend_runs", parsing_every_run)
+    now = 1000.0 + 3600 * len(TREND_METRICS)
+    for kw in [{"since": 1000.0}, {"since": 1000.0 + 3600 * 3, "branch": "main"}, {"limit": 3}]:
+        args: dict[str, Any] = {"limit": 50, **kw}
+        full, slim = store.recent_runs(**args), store.trend_runs(**args)
+        assert [r._replace(metrics={}) for r in slim] == [r._replace(metrics={}) for r in full]
+        assert [run_peaks(r) for r in slim] == [run_peaks(r) for r in full]
+        assert summaries(slim, now) == summaries(full, now)
+        assert daily(slim, now) == daily(full, now)
+    by_id = {r.run.run_id: r for r in store.trend_runs()}
+    process = {"memory_percent_peak": 12.5, "rss_bytes_peak": 1_048_576}
+    assert by_id["r0"].metrics == {"metrics": {"resource_usage": {"process": process}}}
+    assert [run_peaks(by_id[f"r{i}"]) for i in range(len(TREND_METRICS))] == [
+        (12.5, 1_048_576.0),
+        (None, None),
+        (None, None),
+        (None, None),  # "high" and true are not numbers
+        (None, 2.5e9),
+        (0.1 + 0.2, 77_320_192.0),
+        (None, None),
+        (None, None),
+    ]
+    assert [by_id[f"r{i}"].metrics for i in (1, 2, 6, 7)] == [{}, {}, {}, {}]
+
+
+def test_trend_runs_read_metrics_the_database_cannot(store: SQLStore) -> None:
+    """Metrics the database does not read as JSON (Python's Infinity or NaN, a damaged
+    text) are parsed in Python, as recent_runs does: same peaks, no error."""
+    save_trend_runs(store, [*TREND_METRICS, peaks(float("inf"), 10)])
+    cur = store.conn.cursor()
+    cur.execute(store.q("UPDATE p3m_runs SET metrics = ? WHERE run_id = 'r1'"), ("{not json",))
+    cur.execute(
+        store.q("UPDATE p3m_runs SET metrics = ? WHERE run_id = 'r2'"),
+        ('{"x": NaN, "metrics": {"resource_usage": {"process": {"memory_percent_peak": 7}}}}',),
+    )
+    full, slim = store.recent_runs(limit=50), store.trend_runs(limit=50)
+    assert [r._replace(metrics={}) for r in slim] == [r._replace(metrics={}) for r in full]
+    assert [run_peaks(r) for r in slim] == [run_peaks(r) for r in full]
+    by_id = {r.run.run_id: r for r in slim}
+    assert run_peaks(by_id["r2"]) == (7.0, None)
+    assert run_peaks(by_id["r8"]) == (None, 10.0)  # Infinity is not a finite number
+    assert by_id["r1"].metrics == {}

@@ -463,3 +463,33 @@ def test_node_ids_are_looked_up_without_the_json_functions(
     assert sorted(store.run_tests(newest.run_seq), key=lambda t: t.nodeid) == sorted(  # type: ignore[attr-defined]
         tests, key=lambda t: t.nodeid
     )
+
+
+def test_trend_runs_without_the_json_functions(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SQLite built without JSON1: every run's metrics are parsed in Python, same rows."""
+    from pytest_p3monitor.store import sqlite
+    from pytest_p3monitor.trends import run_peaks
+
+    process = {"memory_percent_peak": 31.5, "rss_bytes_peak": 2048, "samples": 4}
+    all_metrics: list[dict[str, Any]] = [
+        {"health_score": 80, "metrics": {"resource_usage": {"process": process}}},
+        {"metrics": {"resource_usage": {"process": {"memory_percent_peak": "n/a"}}}},
+        {"health_score": 70},
+    ]
+    for i, metrics in enumerate(all_metrics):
+        store.save_run(RunInfo(run_id=f"r{i}", started_at=1000.0 + i), [], metrics)
+    expected = store.trend_runs()
+    monkeypatch.setattr(
+        sqlite, "_TREND_COLUMNS", sqlite._TREND_COLUMNS + ", no_such_function(metrics)"
+    )
+    slim = store.trend_runs(since=1000.0)
+    assert slim == expected
+    assert [r.run.run_id for r in slim] == ["r2", "r1", "r0"]
+    assert [run_peaks(r) for r in slim] == [(None, None), (None, None), (31.5, 2048.0)]
+    peaks = {"memory_percent_peak": 31.5, "rss_bytes_peak": 2048}
+    assert slim[2].metrics == {"metrics": {"resource_usage": {"process": peaks}}}
+    assert slim[1].metrics == {
+        "metrics": {"resource_usage": {"process": {"memory_percent_peak": "n/a"}}}
+    }

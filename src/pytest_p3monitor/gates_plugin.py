@@ -331,7 +331,7 @@ class GatesPlugin:
         ][: max(0, self.history_window - 1)]
         trend_rows = [
             r
-            for r in store.recent_runs(limit=TREND_RUNS, since=time.time() - 30 * _DAY)
+            for r in store.trend_runs(limit=TREND_RUNS, since=time.time() - 30 * _DAY)
             if r.run.run_id != own
         ]
         records = self.monitor.records

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     now = time.time()
     since = now - max(args.days, 30) * _DAY
     with reading_store(args) as store:
-        rows = store.recent_runs(limit=MAX_RUNS, branch=args.branch, since=since)
+        rows = store.trend_runs(limit=MAX_RUNS, branch=args.branch, since=since)
     days = trends.daily(rows, now, days=args.days)
     summary = trends.summaries(rows, now)
     if args.format == "json":

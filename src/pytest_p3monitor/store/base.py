@@ -7,10 +7,44 @@ The analysis code only ever sees :class:`~pytest_p3monitor.records.HistoryRow` a
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from ..records import FAILING_OUTCOMES, HistoryRow, RunInfo, RunRow, TestRecord
+
+#: Where the trends' figures of a run are in its metrics (``trends.run_peaks`` reads them).
+PROCESS_PATH = ("metrics", "resource_usage", "process")
+#: The trends' figures in that mapping: the test processes' peak memory (% of the limit, bytes).
+PEAK_KEYS = ("memory_percent_peak", "rss_bytes_peak")
+
+
+def process_peaks(process: Any) -> tuple[Any, Any]:
+    """The values at :data:`PEAK_KEYS` in ``process`` (the mapping at :data:`PROCESS_PATH`
+    in a run's metrics), as stored; None where missing."""
+    if not isinstance(process, Mapping):
+        return None, None
+    memory, rss = PEAK_KEYS
+    return process.get(memory), process.get(rss)
+
+
+def stored_peaks(metrics: Any) -> tuple[Any, Any]:
+    """:func:`process_peaks` of a run's whole metrics."""
+    for key in PROCESS_PATH:
+        if not isinstance(metrics, Mapping):
+            return None, None
+        metrics = metrics.get(key)
+    return process_peaks(metrics)
+
+
+def peak_metrics(memory: Any, rss: Any) -> dict[str, Any]:
+    """The metrics of a trend row (:meth:`Store.trend_runs`): only the peaks at
+    :data:`PEAK_KEYS`, at their place in the full metrics; ``{}`` when both are None."""
+    if memory is None and rss is None:
+        return {}
+    peaks = {
+        key: value for key, value in zip(PEAK_KEYS, (memory, rss), strict=True) if value is not None
+    }
+    return {"metrics": {"resource_usage": {"process": peaks}}}
 
 
 class StoreError(Exception):
@@ -54,6 +88,20 @@ class Store(abc.ABC):
         self, limit: int = 20, branch: str | None = None, since: float | None = None
     ) -> list[RunRow]:
         """Runs newest first, at most ``limit``, optionally of one branch / since a time."""
+
+    def trend_runs(
+        self, limit: int = 2000, branch: str | None = None, since: float | None = None
+    ) -> list[RunRow]:
+        """:meth:`recent_runs` for the trends: the same runs and columns, but each row's
+        ``metrics`` holds only the peaks the trends read (:func:`peak_metrics`).
+
+        Backends pick the peaks out of the stored JSON in the database, which costs a
+        fraction of parsing every run's whole metrics here.
+        """
+        return [
+            row._replace(metrics=peak_metrics(*stored_peaks(row.metrics)))
+            for row in self.recent_runs(limit, branch, since)
+        ]
 
     @abc.abstractmethod
     def test_history(

@@ -18,11 +18,13 @@ from ..records import CIInfo, HistoryRow, RunInfo, RunRow, TestRecord, execution
 from .base import Store
 from .schema import FIGURE_COLUMNS
 
-_RUN_COLUMNS = (
+#: The columns of a run before its metrics, in the order :meth:`SQLStore._run_row` reads.
+RUN_FIELDS = (
     "seq, run_id, started_at, finished_at, commit_sha, branch, ci_provider, ci_run_id, ci_job,"
     " ci_url, hostname, python, pytest, workers, exit_status, tests, passed, failed, errors,"
-    " skipped, xfailed, xpassed, reruns, test_execution_time_s, metrics"
+    " skipped, xfailed, xpassed, reruns, test_execution_time_s"
 )
+_RUN_COLUMNS = RUN_FIELDS + ", metrics"
 
 #: How many results of one test a history window may hold at most (protects memory).
 MAX_WINDOW = 10_000
@@ -165,6 +167,15 @@ def result_values(t: TestRecord) -> tuple[Any, ...]:
     )
 
 
+def stored_metrics(text: str | None) -> dict[str, Any]:
+    """A run's metrics from its stored JSON (``{}`` when missing or unreadable)."""
+    try:
+        metrics: dict[str, Any] = json.loads(text) if text else {}
+    except ValueError:
+        metrics = {}
+    return metrics
+
+
 def stored_figures(other: str | None, columns: Sequence[Any]) -> dict[str, Any]:
     """A result's figures from its ``figures`` JSON and its figure columns (read back)."""
     try:
@@ -219,7 +230,8 @@ class SQLStore(Store):
             return len(seqs)
 
     # -- reading ---------------------------------------------------------------------------
-    def _run_row(self, row: Sequence[Any]) -> RunRow:
+    def _run_row(self, row: Sequence[Any], metrics: dict[str, Any]) -> RunRow:
+        """A run from its :data:`RUN_FIELDS` (the first 24 values of ``row``) and metrics."""
         (seq, run_id, started, finished, commit, branch, provider, ci_run, job, url, host) = row[
             :11
         ]
@@ -238,10 +250,6 @@ class SQLStore(Store):
             finished_at=finished,
             exit_status=exit_status,
         )
-        try:
-            metrics = json.loads(row[24]) if row[24] else {}
-        except ValueError:
-            metrics = {}
         tests, passed, failed, errors, skipped, xfailed, xpassed, reruns = counts
         return RunRow(
             run_seq=seq,
@@ -258,9 +266,14 @@ class SQLStore(Store):
             metrics=metrics,
         )
 
-    def recent_runs(
-        self, limit: int = 20, branch: str | None = None, since: float | None = None
-    ) -> list[RunRow]:
+    def _full_run_row(self, row: Sequence[Any]) -> RunRow:
+        """A run from its :data:`_RUN_COLUMNS`, with its whole metrics."""
+        return self._run_row(row, stored_metrics(row[24]))
+
+    def runs_query(
+        self, columns: str, limit: int, branch: str | None, since: float | None
+    ) -> tuple[str, list[Any]]:
+        """The query of :meth:`recent_runs` selecting ``columns``, and its parameters."""
         where: list[str] = []
         params: list[Any] = []
         if branch is not None:
@@ -269,13 +282,19 @@ class SQLStore(Store):
         if since is not None:
             where.append("started_at >= ?")
             params.append(since)
-        sql = f"SELECT {_RUN_COLUMNS} FROM p3m_runs"
+        sql = f"SELECT {columns} FROM p3m_runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC LIMIT ?"
+        params.append(limit)
+        return self.q(sql), params
+
+    def recent_runs(
+        self, limit: int = 20, branch: str | None = None, since: float | None = None
+    ) -> list[RunRow]:
         cur = self.conn.cursor()
-        cur.execute(self.q(sql), (*params, limit))
-        return [self._run_row(r) for r in cur.fetchall()]
+        cur.execute(*self.runs_query(_RUN_COLUMNS, limit, branch, since))
+        return [self._full_run_row(r) for r in cur.fetchall()]
 
     # -- copying a whole store (``p3monitor migrate-store``) ----------------------------------
     def run_ids(self) -> set[str]:
@@ -291,7 +310,7 @@ class SQLStore(Store):
             self.q(f"SELECT {_RUN_COLUMNS} FROM p3m_runs WHERE seq > ? ORDER BY seq LIMIT ?"),
             (after_seq, limit),
         )
-        return [self._run_row(r) for r in cur.fetchall()]
+        return [self._full_run_row(r) for r in cur.fetchall()]
 
     def run_tests(self, run_seq: int) -> list[TestRecord]:
         """Every test result of one run, as the records it was saved from."""

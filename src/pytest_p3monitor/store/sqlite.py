@@ -11,6 +11,7 @@ that says what to do, and the file stays as it was.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -19,10 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from ..fsutil import make_dir_with_gitignore
-from ..records import HistoryRow, RunInfo, TestRecord
-from .base import SchemaTooNew, StoreCorrupt, StoreUnavailable
+from ..records import HistoryRow, RunInfo, RunRow, TestRecord
+from .base import (
+    PEAK_KEYS,
+    PROCESS_PATH,
+    SchemaTooNew,
+    Store,
+    StoreCorrupt,
+    StoreUnavailable,
+    peak_metrics,
+    stored_peaks,
+)
 from .schema import SCHEMA_VERSION, statements
-from .sql import MAX_WINDOW, SQLStore, group_histories
+from .sql import MAX_WINDOW, RUN_FIELDS, SQLStore, group_histories, stored_metrics
 from .sqlite_save import write_run
 
 #: failing_histories scans the whole results table while the store holds fewer than this
@@ -33,6 +43,17 @@ FAILING_INDEX = "p3m_results_failing"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 #: How long a writer waits for another session's transaction before giving up (ms).
 BUSY_TIMEOUT_MS = 120_000
+
+_PROCESS = "$." + ".".join(PROCESS_PATH)
+#: The trend rows' peaks, picked out of the metrics JSON by SQLite: a JSON array of the
+#: values at PEAK_KEYS (null where missing), exact as stored (a number's own digits, true
+#: stays true). Metrics SQLite does not read as JSON (Python's NaN, say) come whole instead.
+#: SQLite parses a text once per statement however many JSON functions read it.
+_TREND_COLUMNS = (
+    f"{RUN_FIELDS}, CASE WHEN json_valid(metrics) THEN json_extract(metrics, "
+    + ", ".join(f"'{_PROCESS}.{key}'" for key in PEAK_KEYS)
+    + ") END, CASE WHEN json_valid(metrics) THEN NULL ELSE metrics END"
+)
 
 
 def _check_header(path: Path) -> None:
@@ -176,6 +197,24 @@ class SQLiteStore(SQLStore):
         except sqlite3.DatabaseError as exc:
             self.conn.rollback()
             raise self._classify(exc) from None
+
+    # -- reading ---------------------------------------------------------------------------
+    def trend_runs(
+        self, limit: int = 2000, branch: str | None = None, since: float | None = None
+    ) -> list[RunRow]:
+        cur = self.conn.cursor()
+        try:
+            cur.execute(*self.runs_query(_TREND_COLUMNS, limit, branch, since))
+        except sqlite3.OperationalError:  # a SQLite built without the JSON functions
+            return Store.trend_runs(self, limit, branch, since)
+        rows = []
+        for row in cur.fetchall():
+            peaks, whole = row[24], row[25]
+            memory, rss = (
+                json.loads(peaks) if peaks is not None else stored_peaks(stored_metrics(whole))
+            )
+            rows.append(self._run_row(row, peak_metrics(memory, rss)))
+        return rows
 
     def failing_histories(
         self, window: int = 100, branch: str | None = None
