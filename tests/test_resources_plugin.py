@@ -165,7 +165,7 @@ def test_the_sampler_is_asked_to_stop_when_the_session_ends(
     """At sessionfinish, before the report is built: its records are the same as ever."""
     pytester.makeini("[pytest]\np3monitor_sample_interval = 0.2\n")
     pytester.makeconftest(CHECK_STOP_REQUESTED)
-    pytester.makepyfile(test_session=tests)
+    pytester.makepyfile(test_stop_requested=tests)
     result, report = _run(pytester, "-s", *args)
     assert result.ret == exit_code
     result.stdout.fnmatch_lines(["*SAMPLER stop requested=True stopped=False*"])
