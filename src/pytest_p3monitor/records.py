@@ -7,7 +7,7 @@ records and the store's history rows and return new values; they never touch pyt
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -117,6 +117,31 @@ class HistoryRow(NamedTuple):
     reruns: int
     duration_s: float
     message: str | None = None
+
+
+#: Where a run's metrics (:attr:`RunRow.metrics`, as the report's ``metrics`` key holds them)
+#: keep the test processes' figures, and the two peaks the trends read there: memory as a
+#: percentage of the limit, and RSS bytes.
+PROCESS_PATH = ("metrics", "resource_usage", "process")
+PEAK_KEYS = ("memory_percent_peak", "rss_bytes_peak")
+
+
+def process_peaks(process: Any) -> tuple[Any, Any]:
+    """The values at :data:`PEAK_KEYS` in ``process`` (the mapping at :data:`PROCESS_PATH`
+    in a run's metrics), as stored; None where missing."""
+    if not isinstance(process, Mapping):
+        return None, None
+    memory, rss = PEAK_KEYS
+    return process.get(memory), process.get(rss)
+
+
+def stored_peaks(metrics: Any) -> tuple[Any, Any]:
+    """:func:`process_peaks` of a run's whole metrics."""
+    for key in PROCESS_PATH:
+        if not isinstance(metrics, Mapping):
+            return None, None
+        metrics = metrics.get(key)
+    return process_peaks(metrics)
 
 
 class RunRow(NamedTuple):

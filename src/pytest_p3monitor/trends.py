@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from .records import RunRow
+from .records import RunRow, stored_peaks
 
 __all__ = [
     "WINDOWS",
@@ -53,12 +53,8 @@ def _number(value: Any) -> float | None:
 
 def run_peaks(row: RunRow) -> tuple[float | None, float | None]:
     """(peak memory % of the limit, peak RSS bytes) of the test processes, if sampled."""
-    metrics = row.metrics.get("metrics") if isinstance(row.metrics, Mapping) else None
-    usage = metrics.get("resource_usage") if isinstance(metrics, Mapping) else None
-    process = usage.get("process") if isinstance(usage, Mapping) else None
-    if not isinstance(process, Mapping):
-        return None, None
-    return _number(process.get("memory_percent_peak")), _number(process.get("rss_bytes_peak"))
+    memory, rss = stored_peaks(row.metrics)
+    return _number(memory), _number(rss)
 
 
 class Period(NamedTuple):

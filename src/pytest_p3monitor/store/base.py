@@ -7,33 +7,18 @@ The analysis code only ever sees :class:`~pytest_p3monitor.records.HistoryRow` a
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..records import FAILING_OUTCOMES, HistoryRow, RunInfo, RunRow, TestRecord
-
-#: Where the trends' figures of a run are in its metrics (``trends.run_peaks`` reads them).
-PROCESS_PATH = ("metrics", "resource_usage", "process")
-#: The trends' figures in that mapping: the test processes' peak memory (% of the limit, bytes).
-PEAK_KEYS = ("memory_percent_peak", "rss_bytes_peak")
-
-
-def process_peaks(process: Any) -> tuple[Any, Any]:
-    """The values at :data:`PEAK_KEYS` in ``process`` (the mapping at :data:`PROCESS_PATH`
-    in a run's metrics), as stored; None where missing."""
-    if not isinstance(process, Mapping):
-        return None, None
-    memory, rss = PEAK_KEYS
-    return process.get(memory), process.get(rss)
-
-
-def stored_peaks(metrics: Any) -> tuple[Any, Any]:
-    """:func:`process_peaks` of a run's whole metrics."""
-    for key in PROCESS_PATH:
-        if not isinstance(metrics, Mapping):
-            return None, None
-        metrics = metrics.get(key)
-    return process_peaks(metrics)
+from ..records import (
+    FAILING_OUTCOMES,
+    PEAK_KEYS,
+    HistoryRow,
+    RunInfo,
+    RunRow,
+    TestRecord,
+    stored_peaks,
+)
 
 
 def peak_metrics(memory: Any, rss: Any) -> dict[str, Any]:

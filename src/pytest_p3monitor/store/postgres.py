@@ -30,17 +30,15 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
-from ..records import HistoryRow, RunInfo, RunRow, TestRecord
+from ..records import PROCESS_PATH, HistoryRow, RunInfo, RunRow, TestRecord, process_peaks
 from . import redact_url
 from .base import (
-    PROCESS_PATH,
     SchemaTooNew,
     Store,
     StoreCorrupt,
     StoreError,
     StoreUnavailable,
     peak_metrics,
-    process_peaks,
 )
 from .schema import FIGURE_COLUMNS, SCHEMA_VERSION, statements
 from .sql import (

@@ -20,16 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from ..fsutil import make_dir_with_gitignore
-from ..records import HistoryRow, RunInfo, RunRow, TestRecord
+from ..records import PEAK_KEYS, PROCESS_PATH, HistoryRow, RunInfo, RunRow, TestRecord, stored_peaks
 from .base import (
-    PEAK_KEYS,
-    PROCESS_PATH,
     SchemaTooNew,
     Store,
     StoreCorrupt,
     StoreUnavailable,
     peak_metrics,
-    stored_peaks,
 )
 from .schema import SCHEMA_VERSION, statements
 from .sql import MAX_WINDOW, RUN_FIELDS, SQLStore, group_histories, stored_metrics
