@@ -179,11 +179,7 @@ class SamplerHandle:
         elif outcome == "exited":
             # It ended before its records were complete (or this platform has no DONE):
             # its exit status says whether it crashed. A crash after DONE lost nothing.
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _wait_or_kill(proc, timeout)
             if proc.returncode != 0:
                 err = (directory / "stderr.log").read_text(errors="replace").strip().splitlines()
                 self.problems.append(f"the sampler process failed: {_last_words(err, proc)}")
@@ -208,11 +204,7 @@ class SamplerHandle:
             for pipe in (proc.stdin, proc.stdout):
                 if pipe is not None:
                     pipe.close()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _wait_or_kill(proc, timeout)
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
@@ -242,6 +234,15 @@ def _wait_done(proc: subprocess.Popen[bytes], timeout: float) -> WaitOutcome:
                 return "exited"
             received += chunk
     return "done"
+
+
+def _wait_or_kill(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Wait up to ``timeout`` seconds for the process to exit, then kill it; reaped either way."""
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _last_words(stderr_lines: list[str], proc: subprocess.Popen[bytes]) -> str:
