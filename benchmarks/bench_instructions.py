@@ -33,7 +33,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench_overhead import SUITE, variants
+from bench_overhead import SUITE, session_env, variants
 
 PHASES = ("startup", "collection", "loop", "end")
 
@@ -82,12 +82,7 @@ def run(
     work: Path, name: str, extra: list[str], client: Path | None, isolated: bool = False
 ) -> dict[str, int]:
     """Instructions per phase (or just the total) of one session under callgrind."""
-    env = dict(os.environ)
-    env.pop("P3MONITOR_DB", None)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
-    if isolated:
-        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    env = session_env(isolated)
     plugin: list[str] = []
     if client is not None:
         env["P3M_BENCH_CLIENT"] = str(client)

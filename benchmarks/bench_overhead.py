@@ -74,16 +74,22 @@ def variants(work: Path, isolated: bool = False) -> dict[str, list[str]]:
     return out
 
 
+def session_env(isolated: bool = False) -> dict[str, str]:
+    """The environment of a measured pytest session: no store from the caller's
+    environment, bytecode caches on (as on a developer's machine or a CI runner with a warm
+    venv), and plugin autoloading off only when ``isolated``."""
+    env = dict(os.environ)
+    for name in ("P3MONITOR_DB", "PYTHONDONTWRITEBYTECODE", "PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        env.pop(name, None)
+    if isolated:
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    return env
+
+
 def run_once(work: Path, extra: list[str], isolated: bool = False) -> tuple[float, float, int]:
     """Wall seconds, CPU seconds (with the processes it started) and peak RSS (bytes)."""
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra, "test_bench.py"]
-    env = dict(os.environ)
-    env.pop("P3MONITOR_DB", None)
-    env.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
-    if isolated:
-        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    # Bytecode caches on, as on a developer's machine or a CI runner with a warm venv.
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env = session_env(isolated)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, env=env)
     _, status, rusage = os.wait4(proc.pid, 0)
