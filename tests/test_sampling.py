@@ -66,6 +66,40 @@ def test_meter_peak_resets_between_tests() -> None:
 
 
 @linux
+def test_meter_resets_the_mark_only_when_the_rss_came_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the RSS only grows the mark is the RSS and the reset is skipped; the peaks
+    stay each test's own either way."""
+    from pytest_p3monitor.sampling import pertest
+
+    resets: list[bytes] = []
+
+    def counted_write(fd: int, data: bytes) -> int:
+        resets.append(data)
+        return os.write(fd, data)
+
+    monkeypatch.setattr(pertest, "write", counted_write)
+    meter = TestMeter()
+    meter.start()
+    kept = bytearray(60 * 1024 * 1024)  # grows the RSS and keeps it
+    kept[::4096] = b"x" * len(kept[::4096])
+    resets.clear()
+    grew = meter.lap()
+    assert resets == [], "the RSS is at its mark: no reset"
+    spike = bytearray(40 * 1024 * 1024)  # up and down again
+    spike[::4096] = b"x" * len(spike[::4096])
+    del spike
+    spiked = meter.lap()
+    assert resets == [b"5"], "the RSS came down from the mark: reset"
+    calm = meter.lap()
+    assert spiked[RSS_PEAK] - grew[RSS_PEAK] > 30 * 1024 * 1024
+    assert spiked[RSS_PEAK] - calm[RSS_PEAK] > 30 * 1024 * 1024
+    assert calm[RSS_PEAK] >= grew[RSS_PEAK] - 1024 * 1024
+    del kept
+
+
+@linux
 def test_meter_peak_after_a_big_thread_exited() -> None:
     """A thread's exit pins its peak in getrusage; the meter must not report it later."""
     import threading

@@ -163,7 +163,9 @@ class RecordBuilder:
         if figures is None and self.meter is not None:  # measured here
             figures = attrs[FIGURES_ATTR] = self.meter()
         if figures:
-            if rec.figures:
-                add_figures(rec.figures, figures)
-            else:
-                rec.figures.update(figures)
+            if rec.figures:  # a rerun: the attempts add up (in a copy: the report keeps its own)
+                total = dict(rec.figures)
+                add_figures(total, figures)
+                rec.figures = total
+            else:  # the report's dict itself: nothing to copy (and no second dict per test)
+                rec.figures = figures

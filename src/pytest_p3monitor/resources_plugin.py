@@ -295,7 +295,7 @@ class ResourcesPlugin:
         for nodeid, figures in per_test_container_peaks(self.records, tests).items():
             record = monitor.records.get(nodeid)
             if record is not None:
-                record.figures.update(figures)
+                record.figures = {**record.figures, **figures}  # not the report's dict
 
     def pytest_p3monitor_terminal_summary(
         self,
