@@ -113,6 +113,31 @@ def test_path_that_cannot_be_written(pytester: pytest.Pytester) -> None:
     assert len(kept_runs(pytester)) == 1
 
 
+def test_store_is_closed_whole_when_pytest_returns(pytester: pytest.Pytester) -> None:
+    """The store's last close copies the run from the write-ahead log into the file: none
+    is left beside it, so the file alone (a CI cache, an artifact) holds every run."""
+    db = pytester.path / "results.db"
+    run_with_store(pytester, db)
+    assert not Path(f"{db}-wal").exists()
+    assert len(store_rows(db, "SELECT * FROM p3m_results")) == 2
+
+
+def test_a_failing_close_is_one_warning(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_p3monitor.store.sqlite import SQLiteStore
+
+    def broken_close(self: SQLiteStore) -> None:
+        self.conn.close()
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(SQLiteStore, "close", broken_close)
+    db = pytester.path / "results.db"
+    result = run_with_store(pytester, db)  # outcomes and exit code as pytest alone
+    assert_one_warning(result, "closing the results store failed", "disk I/O error")
+    assert len(store_rows(db, "SELECT * FROM p3m_results")) == 2
+
+
 def test_kept_run_is_stored_by_the_next_session(pytester: pytest.Pytester) -> None:
     db = pytester.path / "results.db"
     db.write_bytes(b"not yet a database")

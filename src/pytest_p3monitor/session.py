@@ -217,8 +217,16 @@ class MonitorSession:
                 "reporting", lambda: hook.pytest_p3monitor_report(monitor=self, report=report)
             )
         if self._store is not None:
-            self._store.close()
-            self._store = None
+            # SQLite's last close copies the run into the database file (its write-ahead log
+            # goes): pytest returns with the file whole. A fault here is one warning too.
+            store, self._store = self._store, None
+            try:
+                store.close()
+            except Exception as exc:  # the run was committed; only the tidying up failed
+                self.warn(
+                    f"closing the results store failed: {type(exc).__name__}: {exc}",
+                    StoreWarning,
+                )
 
     def _save(self, records: list[Any], report: dict[str, Any]) -> None:
         metrics = json_report.stored_metrics(report)
