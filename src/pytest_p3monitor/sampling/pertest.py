@@ -180,37 +180,25 @@ class TestMeter:
         before = self._usage0
         figures: dict[str, float] = {}
         if before is not None:
-            cpu = (usage.ru_utime + usage.ru_stime) - (before.ru_utime + before.ru_stime)
-            # 512-byte blocks: the same counters as read_bytes/write_bytes of /proc/PID/io
-            read_bytes = (usage.ru_inblock - before.ru_inblock) * 512
-            write_bytes = (usage.ru_oublock - before.ru_oublock) * 512
+            figures = {
+                CPU_TIME: (usage.ru_utime + usage.ru_stime) - (before.ru_utime + before.ru_stime),
+                # 512-byte blocks: the same counters as read_bytes/write_bytes of /proc/PID/io
+                READ_BYTES: (usage.ru_inblock - before.ru_inblock) * 512,
+                WRITE_BYTES: (usage.ru_oublock - before.ru_oublock) * 512,
+            }
             peak = usage.ru_maxrss * _MAXRSS_UNIT
             if self._stale and usage.ru_maxrss <= self._maxrss0:
                 with contextlib.suppress(OSError):
                     status = pread(self._status_fd, 4096, 0)
                     own_reads += len(status)
                     peak = _parse_hwm(status) or peak
+            if peak:
+                figures[RSS_PEAK] = peak
             chars0 = self._chars0
-            # Each dict built whole, at its size: adding keys one by one resizes it.
             if chars is not None and chars0 is not None:
-                figures = {
-                    CPU_TIME: cpu,
-                    READ_BYTES: read_bytes,
-                    WRITE_BYTES: write_bytes,
-                    RSS_PEAK: peak,
-                    # The meter's own reads since then count in rchar: left out.
-                    READ_CHARS: chars[0] - chars0[0] - self._own_reads,
-                    WRITE_CHARS: chars[1] - chars0[1],
-                }
-            else:
-                figures = {
-                    CPU_TIME: cpu,
-                    READ_BYTES: read_bytes,
-                    WRITE_BYTES: write_bytes,
-                    RSS_PEAK: peak,
-                }
-            if not peak:  # no peak known (Windows)
-                del figures[RSS_PEAK]
+                # The meter's own reads since then count in rchar: left out.
+                figures[READ_CHARS] = chars[0] - chars0[0] - self._own_reads
+                figures[WRITE_CHARS] = chars[1] - chars0[1]
         # The next test starts here.
         self._chars0 = chars
         self._usage0 = usage
@@ -223,11 +211,13 @@ class TestMeter:
                 if peak > resident:  # the RSS came down from the mark: reset it
                     write(self._clear_fd, b"5")
                     # A thread's pinned peak can hide the next test's only if it is above
-                    # the RSS now, and it is at most the peak before the reset.
-                    stale = peak > resident + 262144
+                    # the RSS now (give or take 256 KiB), and it is at most the peak before
+                    # the reset.
+                    above = resident + 262144
+                    stale = peak > above
                     if stale:
                         self._maxrss0 = _rusage().ru_maxrss  # after the reset
-                        stale = self._maxrss0 * _MAXRSS_UNIT > resident + 262144
+                        stale = self._maxrss0 * _MAXRSS_UNIT > above
                     self._stale = stale
                 else:  # the mark is the RSS now (a pinned peak is not above it either)
                     self._stale = False
