@@ -104,32 +104,25 @@ class SamplerHandle:
         output = Path(self._dir.name) / "samples.jsonl"
         package_dir = str(Path(__file__).resolve().parent.parent)
         try:
-            stderr = open(Path(self._dir.name) / "stderr.log", "wb")  # noqa: SIM115
-        except OSError:
+            with open(Path(self._dir.name) / "stderr.log", "wb") as stderr:
+                self._proc = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-c",
+                        _BOOTSTRAP,
+                        package_dir,
+                        json.dumps(self.config._asdict()),
+                        str(output),
+                    ],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=stderr,
+                    close_fds=True,
+                )
+        except OSError:  # the log or the process: nothing is left behind
             self._dir.cleanup()
             self._dir = None
             raise
-        try:
-            self._proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    _BOOTSTRAP,
-                    package_dir,
-                    json.dumps(self.config._asdict()),
-                    str(output),
-                ],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                close_fds=True,
-            )
-        except OSError:
-            self._dir.cleanup()
-            self._dir = None
-            raise
-        finally:
-            stderr.close()
 
     @property
     def pid(self) -> int | None:
