@@ -42,6 +42,7 @@ from .base import (
 )
 from .schema import FIGURE_COLUMNS, SCHEMA_VERSION, statements
 from .sql import (
+    AFTER_RUN_FIELDS,
     MAX_WINDOW,
     RESULT_COLUMNS,
     RUN_FIELDS,
@@ -390,7 +391,10 @@ class PostgresStore(SQLStore):
                 # A run's metrics PostgreSQL does not read as JSON (Python's NaN, say):
                 # every run's metrics are parsed here instead.
                 return Store.trend_runs(self, limit, branch, since)
-            return [self._run_row(r, peak_metrics(*process_peaks(r[24]))) for r in cur.fetchall()]
+            return [
+                self._run_row(r, peak_metrics(*process_peaks(r[AFTER_RUN_FIELDS])))
+                for r in cur.fetchall()
+            ]
 
     def test_history(
         self, nodeid: str, limit: int = 100, branch: str | None = None

@@ -24,6 +24,8 @@ RUN_FIELDS = (
     " ci_url, hostname, python, pytest, workers, exit_status, tests, passed, failed, errors,"
     " skipped, xfailed, xpassed, reruns, test_execution_time_s"
 )
+#: Where the values after RUN_FIELDS start in a row (the metrics, or what stands for them).
+AFTER_RUN_FIELDS = RUN_FIELDS.count(",") + 1
 _RUN_COLUMNS = RUN_FIELDS + ", metrics"
 
 #: How many results of one test a history window may hold at most (protects memory).
@@ -231,7 +233,7 @@ class SQLStore(Store):
 
     # -- reading ---------------------------------------------------------------------------
     def _run_row(self, row: Sequence[Any], metrics: dict[str, Any]) -> RunRow:
-        """A run from its :data:`RUN_FIELDS` (the first 24 values of ``row``) and metrics."""
+        """A run from its :data:`RUN_FIELDS` (the first values of ``row``) and metrics."""
         (seq, run_id, started, finished, commit, branch, provider, ci_run, job, url, host) = row[
             :11
         ]
@@ -268,7 +270,7 @@ class SQLStore(Store):
 
     def _full_run_row(self, row: Sequence[Any]) -> RunRow:
         """A run from its :data:`_RUN_COLUMNS`, with its whole metrics."""
-        return self._run_row(row, stored_metrics(row[24]))
+        return self._run_row(row, stored_metrics(row[AFTER_RUN_FIELDS]))
 
     def runs_query(
         self, columns: str, limit: int, branch: str | None, since: float | None

@@ -29,7 +29,7 @@ from .base import (
     peak_metrics,
 )
 from .schema import SCHEMA_VERSION, statements
-from .sql import MAX_WINDOW, RUN_FIELDS, SQLStore, group_histories, stored_metrics
+from .sql import AFTER_RUN_FIELDS, MAX_WINDOW, RUN_FIELDS, SQLStore, group_histories, stored_metrics
 from .sqlite_save import write_run
 
 #: failing_histories scans the whole results table while the store holds fewer than this
@@ -206,7 +206,7 @@ class SQLiteStore(SQLStore):
             return Store.trend_runs(self, limit, branch, since)
         rows = []
         for row in cur.fetchall():
-            peaks, whole = row[24], row[25]
+            peaks, whole = row[AFTER_RUN_FIELDS : AFTER_RUN_FIELDS + 2]
             memory, rss = (
                 json.loads(peaks) if peaks is not None else stored_peaks(stored_metrics(whole))
             )
