@@ -164,12 +164,17 @@ class MonitorSession:
                 return None
         return self._store
 
-    def guarded(self, what: str, func: Callable[[], object]) -> None:
+    def guarded(
+        self,
+        what: str,
+        func: Callable[[], object],
+        category: type[P3MonitorWarning] = P3MonitorWarning,
+    ) -> None:
         """Run one step of the plugin's own work; an error in it is one warning, no more."""
         try:
             func()
         except Exception as exc:  # a monitoring fault must never fail the test session
-            self.warn(f"{what} failed: {type(exc).__name__}: {exc}")
+            self.warn(f"{what} failed: {type(exc).__name__}: {exc}", category)
 
     # -- pytest hooks ------------------------------------------------------------------------
     @pytest.hookimpl(optionalhook=True)
@@ -220,13 +225,7 @@ class MonitorSession:
             # SQLite's last close copies the run into the database file (its write-ahead log
             # goes): pytest returns with the file whole. A fault here is one warning too.
             store, self._store = self._store, None
-            try:
-                store.close()
-            except Exception as exc:  # the run was committed; only the tidying up failed
-                self.warn(
-                    f"closing the results store failed: {type(exc).__name__}: {exc}",
-                    StoreWarning,
-                )
+            self.guarded("closing the results store", store.close, StoreWarning)
 
     def _save(self, records: list[Any], report: dict[str, Any]) -> None:
         metrics = json_report.stored_metrics(report)
