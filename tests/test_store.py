@@ -90,7 +90,9 @@ def test_new_store_has_schema_version_and_wal(tmp_path: Path) -> None:
     assert conn.execute("SELECT value FROM p3m_meta").fetchone() == (str(SCHEMA_VERSION),)
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    assert {"p3m_runs_started", "p3m_runs_branch", "p3m_results_test"} <= indexes
+    assert {"p3m_runs_started", "p3m_runs_branch", "p3m_results_failing"} <= indexes
+    # No index of the results by test: saving a run must not cost more as history grows.
+    assert "p3m_results_test" not in indexes
 
 
 def test_read_only_open_never_creates(tmp_path: Path) -> None:
@@ -411,7 +413,7 @@ def test_schema_3_store_migrates_and_keeps_its_runs(tmp_path: Path) -> None:
     path = tmp_path / "v3.db"
     conn = _store_at_version(path, 3)
     conn.close()
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION == 5
     tests = [TestRecord(nodeid=f"t.py::test_{i}", figures=meter_figures(i)) for i in range(120)]
     # a run stored by schema 3 (the way it stored them: the same rows)
     reference_store(path, RunInfo(run_id="old", started_at=1.0), tests)
@@ -422,8 +424,53 @@ def test_schema_3_store_migrates_and_keeps_its_runs(tmp_path: Path) -> None:
         assert store.run_tests(old.run_seq) == store.run_tests(new.run_seq)  # type: ignore[attr-defined]
     finally:
         store.close()
-    assert store_rows(path, "SELECT value FROM p3m_meta") == [("4",)]
+    assert store_rows(path, "SELECT value FROM p3m_meta") == [("5",)]
     assert store_rows(path, "SELECT count(*) FROM p3m_suites") == [(1,)]
+
+
+def test_schema_4_store_drops_the_results_index_by_test_and_reads_the_same(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "v4.db"
+    _store_at_version(path, 4).close()
+    index = "SELECT name FROM sqlite_master WHERE name = 'p3m_results_test'"
+    assert store_rows(path, index) == [("p3m_results_test",)]
+    tests = [TestRecord(nodeid=f"t.py::test_{i}", outcome="passed") for i in range(5)]
+    reference_store(path, RunInfo(run_id="old", started_at=1.0), tests)
+    store = open_store(str(path))
+    try:
+        store.save_run(RunInfo(run_id="new", started_at=2.0), tests[:3], {})
+        assert [r.run_id for r in store.test_history("t.py::test_0")] == ["old", "new"]
+        assert [r.run_id for r in store.test_history("t.py::test_4")] == ["old"]
+    finally:
+        store.close()
+    assert store_rows(path, index) == []
+    assert store_rows(path, "SELECT value FROM p3m_meta") == [("5",)]
+
+
+def test_history_reaches_back_past_the_runs_a_test_missed(store: Store) -> None:
+    """A test's last results, however many runs ago: the runs are read newest first, a
+    page at a time, until every test asked for has its ``limit`` results."""
+    for seq in range(1, 301):
+        tests = [TestRecord(nodeid="t.py::always", outcome="passed")]
+        if seq <= 3 or seq % 100 == 0:
+            outcome = "failed" if seq == 2 else "passed"
+            tests.append(TestRecord(nodeid="t.py::rare", outcome=outcome))
+        branch = "main" if seq % 2 else "dev"
+        store.save_run(RunInfo(run_id=f"r{seq}", started_at=float(seq), branch=branch), tests, {})
+    rare = store.test_history("t.py::rare", limit=4)
+    assert [r.run_id for r in rare] == ["r3", "r100", "r200", "r300"]  # oldest first
+    assert [r.outcome for r in store.test_history("t.py::rare", limit=6)] == [
+        "passed", "failed", "passed", "passed", "passed", "passed"
+    ]  # fmt: skip
+    assert [r.run_id for r in store.test_history("t.py::rare", branch="main")] == ["r1", "r3"]
+    assert [r.run_id for r in store.test_history("t.py::always", limit=3)] == [
+        "r298", "r299", "r300"
+    ]  # fmt: skip
+    both = dict(store.histories(3, nodeids=["t.py::rare", "t.py::nowhere", "t.py::always"]))
+    assert list(both) == ["t.py::rare", "t.py::always"]
+    assert [r.run_id for r in both["t.py::rare"]] == ["r100", "r200", "r300"]
+    assert store.test_history("t.py::always", limit=0) == []
 
 
 def test_a_chunk_fits_the_parameter_limit_of_sqlite_before_3_32(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ _WORDS: dict[Dialect, dict[str, str]] = {
         "float": "REAL",
         "without_rowid": " WITHOUT ROWID",
         "blob": "BLOB",
+        "drop_results_by_test": "DROP INDEX IF EXISTS p3m_results_test",
     },
     "postgresql": {
         "serial_pk": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
@@ -27,6 +28,9 @@ _WORDS: dict[Dialect, dict[str, str]] = {
         "float": "DOUBLE PRECISION",
         "without_rowid": "",
         "blob": "BYTEA",
+        # PostgreSQL keeps it: its foreign key checks (deleting a test) look results up
+        # by test, and a run is written by the server, not by the session.
+        "drop_results_by_test": "",
     },
 }
 
@@ -122,6 +126,15 @@ MIGRATIONS: list[list[str]] = [
         # The PostgreSQL store joins node ids on the server and leaves it empty.
         "CREATE TABLE p3m_suites (digest {blob} PRIMARY KEY, ids {blob} NOT NULL)",
     ],
+    [
+        # SQLite: no index of the results by test. Each run saved put an entry into every
+        # leaf of it (one entry per test, the tests spread over all of them), so saving a
+        # run wrote more pages the longer the history: 650 pages for a 5000-test run at 45
+        # runs stored, where the results themselves take about 100. A test's history is
+        # read through the primary key (run, test) instead: a seek per run
+        # (``SQLStore.recent_results``).
+        "{drop_results_by_test}",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -130,4 +143,5 @@ SCHEMA_VERSION = len(MIGRATIONS)
 def statements(dialect: Dialect, from_version: int) -> list[list[str]]:
     """The migrations above ``from_version``, rendered for ``dialect``, one list per step."""
     words = _WORDS[dialect]
-    return [[stmt.format(**words) for stmt in step] for step in MIGRATIONS[from_version:]]
+    rendered = [[stmt.format(**words) for stmt in step] for step in MIGRATIONS[from_version:]]
+    return [[stmt for stmt in step if stmt] for step in rendered]  # "": none in this dialect

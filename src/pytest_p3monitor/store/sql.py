@@ -30,6 +30,12 @@ _RUN_COLUMNS = RUN_FIELDS + ", metrics"
 
 #: How many results of one test a history window may hold at most (protects memory).
 MAX_WINDOW = 10_000
+#: How many ids one ``IN (...)`` list of a history query holds at most.
+_IN_CHUNK = 500
+
+
+def _run_of(row: HistoryRow) -> int:
+    return row.run_seq
 
 
 def run_counts(tests: Sequence[TestRecord]) -> dict[str, int]:
@@ -224,10 +230,8 @@ class SQLStore(Store):
                 (older_than,),
             )
             cur.execute(self.q("DELETE FROM p3m_runs WHERE started_at < ?"), (older_than,))
-            cur.execute(
-                "DELETE FROM p3m_tests WHERE NOT EXISTS"
-                " (SELECT 1 FROM p3m_results r WHERE r.test = p3m_tests.id)"
-            )
+            # One pass over the results (they have no index by test in SQLite).
+            cur.execute("DELETE FROM p3m_tests WHERE id NOT IN (SELECT test FROM p3m_results)")
             cur.execute("DELETE FROM p3m_suites")  # it may name tests just deleted
             return len(seqs)
 
@@ -352,26 +356,87 @@ class SQLStore(Store):
         return records
 
     _HISTORY_SELECT = (
-        "SELECT r.run, ru.run_id, ru.started_at, ru.commit_sha, ru.branch, r.outcome, r.reruns,"
-        " r.setup_s + r.call_s + r.teardown_s, r.message"
+        "SELECT r.test, r.run, ru.run_id, ru.started_at, ru.commit_sha, ru.branch, r.outcome,"
+        " r.reruns, r.setup_s + r.call_s + r.teardown_s, r.message"
         " FROM p3m_results r JOIN p3m_runs ru ON ru.seq = r.run"
     )
 
     def test_history(
         self, nodeid: str, limit: int = 100, branch: str | None = None
     ) -> list[HistoryRow]:
-        sql = self._HISTORY_SELECT + " WHERE r.test = (SELECT id FROM p3m_tests WHERE nodeid = ?)"
-        params: list[Any] = [nodeid]
-        if branch is not None:
-            sql += " AND ru.branch = ?"
-            params.append(branch)
-        sql += " ORDER BY r.run DESC LIMIT ?"
-        params.append(min(limit, MAX_WINDOW))
         cur = self.conn.cursor()
-        cur.execute(self.q(sql), params)
-        rows = [HistoryRow(*r) for r in cur.fetchall()]
-        rows.reverse()
-        return rows
+        cur.execute(self.q("SELECT id FROM p3m_tests WHERE nodeid = ?"), (nodeid,))
+        row = cur.fetchone()
+        if row is None:
+            return []
+        return self.recent_results({int(row[0]): nodeid}, limit, branch).get(int(row[0]), [])
+
+    def recent_results(
+        self, tests: dict[int, str], limit: int, branch: str | None = None
+    ) -> dict[int, list[HistoryRow]]:
+        """The last ``limit`` results of each test of ``tests`` (id: node id), oldest first.
+
+        The results are kept in run order (their primary key is (run, test)) and have no
+        index by test: a per-test index gets an entry in every one of its leaves from each
+        run saved, so saving a run would cost more the longer the history. Instead the runs
+        are read newest first, a page at a time, and each page's results of the tests still
+        short of ``limit`` are looked up by the primary key: a seek per run and test.
+        """
+        limit = min(limit, MAX_WINDOW)
+        found: dict[int, list[HistoryRow]] = {test: [] for test in tests}
+        pending = sorted(tests)
+        cur = self.conn.cursor()
+        before: int | None = None
+        page = max(limit, 32)
+        while pending and limit > 0:
+            sql = "SELECT seq FROM p3m_runs WHERE 1 = 1"
+            params: list[Any] = []
+            if branch is not None:
+                sql += " AND branch = ?"
+                params.append(branch)
+            if before is not None:
+                sql += " AND seq < ?"
+                params.append(before)
+            cur.execute(self.q(sql + " ORDER BY seq DESC LIMIT ?"), (*params, page))
+            runs = [int(r[0]) for r in cur.fetchall()]
+            if not runs:
+                break
+            in_runs = ", ".join(map(str, runs))
+            for i in range(0, len(pending), _IN_CHUNK):
+                in_tests = ", ".join(map(str, pending[i : i + _IN_CHUNK]))
+                cur.execute(
+                    self._HISTORY_SELECT + f" WHERE r.run IN ({in_runs}) AND r.test IN ({in_tests})"
+                )
+                for test, *fields in cur.fetchall():
+                    found[test].append(HistoryRow(*fields))
+            pending = [t for t in pending if len(found[t]) < limit]
+            before = runs[-1]
+            page = min(2 * page, 4096)  # a test missing from many runs: fewer, longer pages
+        for rows in found.values():
+            rows.sort(key=_run_of)
+            del rows[: max(0, len(rows) - limit)]
+        return found
+
+    def _histories_of(
+        self, nodeids: Sequence[str], limit: int, branch: str | None
+    ) -> Iterator[tuple[str, list[HistoryRow]]]:
+        """:meth:`test_history` of each of ``nodeids`` (in that order; those without a
+        result left out), read together."""
+        ids: dict[int, str] = {}
+        cur = self.conn.cursor()
+        unique = list(dict.fromkeys(nodeids))
+        for i in range(0, len(unique), _IN_CHUNK):
+            chunk = unique[i : i + _IN_CHUNK]
+            marks = ", ".join(["?"] * len(chunk))
+            sql = f"SELECT id, nodeid FROM p3m_tests WHERE nodeid IN ({marks})"
+            cur.execute(self.q(sql), chunk)
+            ids.update((int(test), nodeid) for test, nodeid in cur.fetchall())
+        found = self.recent_results(ids, limit, branch)
+        by_nodeid = {nodeid: found[test] for test, nodeid in ids.items()}
+        for nodeid in unique:
+            rows = by_nodeid.get(nodeid)
+            if rows:
+                yield nodeid, rows
 
     def window_start(self, cur: Any, window: int, branch: str | None) -> int:
         """The sequence number of the oldest of the last ``window`` runs (of ``branch``)."""
@@ -391,10 +456,7 @@ class SQLStore(Store):
         nodeids: Sequence[str] | None = None,
     ) -> Iterator[tuple[str, list[HistoryRow]]]:
         if nodeids is not None:
-            for nodeid in nodeids:
-                found = self.test_history(nodeid, window, branch)
-                if found:
-                    yield nodeid, found
+            yield from self._histories_of(nodeids, window, branch)
             return
         window = min(window, MAX_WINDOW)
         # The window is the last `window` runs (of the branch): every test seen in them,

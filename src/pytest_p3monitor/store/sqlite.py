@@ -29,7 +29,15 @@ from .base import (
     peak_metrics,
 )
 from .schema import SCHEMA_VERSION, statements
-from .sql import AFTER_RUN_FIELDS, MAX_WINDOW, RUN_FIELDS, SQLStore, group_histories, stored_metrics
+from .sql import (
+    AFTER_RUN_FIELDS,
+    MAX_WINDOW,
+    RUN_FIELDS,
+    SQLStore,
+    batched_rows,
+    group_histories,
+    stored_metrics,
+)
 from .sqlite_save import write_run
 
 #: failing_histories scans the whole results table while the store holds fewer than this
@@ -37,6 +45,8 @@ from .sqlite_save import write_run
 SCAN_BELOW = 20
 #: A partial index of the failed / error / rerun results, on (run, test), if the schema has it.
 FAILING_INDEX = "p3m_results_failing"
+#: How many of the picked tests failing_histories reads the rows of in one query.
+_FAILING_CHUNK = 256
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 #: How long a writer waits for another session's transaction before giving up (ms).
 BUSY_TIMEOUT_MS = 120_000
@@ -234,25 +244,29 @@ class SQLiteStore(SQLStore):
             cur.execute("SELECT count(*) FROM p3m_runs")
             scan = cur.fetchone()[0] <= SCAN_BELOW * window
         picked = (
-            f"SELECT f.test FROM p3m_results f WHERE {'+' if scan else ''}f.run >= ?"
+            f"SELECT DISTINCT f.test FROM p3m_results f WHERE {'+' if scan else ''}f.run >= ?"
             " AND (f.outcome IN ('failed', 'error') OR f.reruns > 0)"
         )
+        params: list[Any] = [cutoff]
+        runs = "SELECT seq FROM p3m_runs WHERE seq >= ?"
+        if branch is not None:
+            picked += " AND f.run IN (SELECT seq FROM p3m_runs WHERE branch = ?)"
+            runs += " AND branch = ?"
+            params.append(branch)
+        cur.execute(picked + " ORDER BY f.test", params)
+        tests = [int(r[0]) for r in cur.fetchall()]
+        # Their rows in the window, a chunk of tests at a time: a seek of the results'
+        # primary key (run, test) per run and test, sorted by test in SQLite.
         sql = (
             "SELECT t.nodeid, r.run, ru.run_id, ru.started_at, ru.commit_sha, ru.branch,"
             " r.outcome, r.reruns, r.setup_s + r.call_s + r.teardown_s, r.message"
             " FROM p3m_results r JOIN p3m_runs ru ON ru.seq = r.run"
-            " JOIN p3m_tests t ON t.id = r.test WHERE r.run >= ?"
+            f" JOIN p3m_tests t ON t.id = r.test WHERE r.run IN ({runs}) AND r.test IN"
         )
-        outer: list[Any] = [cutoff]
-        inner: list[Any] = [cutoff]
-        if branch is not None:
-            sql += " AND ru.branch = ?"
-            outer.append(branch)
-            picked += " AND f.run IN (SELECT seq FROM p3m_runs WHERE branch = ?)"
-            inner.append(branch)
-        sql += f" AND r.test IN ({picked}) ORDER BY r.test, r.run"
-        cur.execute(sql, (*outer, *inner))
-        yield from group_histories(cur)
+        for i in range(0, len(tests), _FAILING_CHUNK):
+            chunk = ", ".join(map(str, tests[i : i + _FAILING_CHUNK]))
+            cur.execute(sql + f" ({chunk}) ORDER BY r.test, r.run", params)
+            yield from group_histories(batched_rows(cur))
 
     def close(self) -> None:
         self.conn.close()
