@@ -132,7 +132,7 @@ MIGRATIONS: list[list[str]] = [
         # run wrote more pages the longer the history: 650 pages for a 5000-test run at 45
         # runs stored, where the results themselves take about 100. A test's history is
         # read through the primary key (run, test) instead: a seek per run
-        # (``SQLStore.recent_results``).
+        # (``SQLStore._recent_results``).
         "{drop_results_by_test}",
     ],
 ]

@@ -369,9 +369,9 @@ class SQLStore(Store):
         row = cur.fetchone()
         if row is None:
             return []
-        return self.recent_results({int(row[0]): nodeid}, limit, branch).get(int(row[0]), [])
+        return self._recent_results({int(row[0]): nodeid}, limit, branch).get(int(row[0]), [])
 
-    def recent_results(
+    def _recent_results(
         self, tests: dict[int, str], limit: int, branch: str | None = None
     ) -> dict[int, list[HistoryRow]]:
         """The last ``limit`` results of each test of ``tests`` (id: node id), oldest first.
@@ -431,7 +431,7 @@ class SQLStore(Store):
             sql = f"SELECT id, nodeid FROM p3m_tests WHERE nodeid IN ({marks})"
             cur.execute(self.q(sql), chunk)
             ids.update((int(test), nodeid) for test, nodeid in cur.fetchall())
-        found = self.recent_results(ids, limit, branch)
+        found = self._recent_results(ids, limit, branch)
         by_nodeid = {nodeid: found[test] for test, nodeid in ids.items()}
         for nodeid in unique:
             rows = by_nodeid.get(nodeid)
