@@ -191,8 +191,13 @@ def test_bad_window(tmp_path: Path, capsys: pytest.CaptureFixture[str], window: 
 @pytest.mark.parametrize("with_index", [False, True])
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_failing_histories_matches_the_generic_filter(
-    tmp_path: Path, with_index: bool, seed: int
+    tmp_path: Path, with_index: bool, seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from pytest_p3monitor.store import sql, sqlite
+
+    if seed == 3:  # the picked tests' rows and the nodeids' ids in several queries each
+        monkeypatch.setattr(sqlite, "_FAILING_CHUNK", 4)
+        monkeypatch.setattr(sql, "_IN_CHUNK", 3)
     rng = random.Random(seed)
     db = tmp_path / "results.db"
     nodeids = [f"t.py::test_{i}" for i in range(30)]
@@ -228,6 +233,11 @@ def test_failing_histories_matches_the_generic_filter(
                 fast = list(store.failing_histories(window, branch))
                 generic = list(Store.failing_histories(store, window, branch))
                 assert fast == generic
+                # each test's last `window` results (by the primary key, several tests a
+                # query), against its whole history read by the scan of the window of runs
+                everything = dict(store.histories(1000, branch))
+                last = {n: rows[-window:] for n, rows in everything.items()}
+                assert dict(store.histories(window, branch, list(last))) == last
                 assert all(
                     any(r.outcome in ("failed", "error") or r.reruns for r in rows)
                     for _, rows in fast
