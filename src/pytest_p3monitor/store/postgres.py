@@ -44,6 +44,7 @@ from .schema import FIGURE_COLUMNS, SCHEMA_VERSION, statements
 from .sql import (
     AFTER_RUN_FIELDS,
     MAX_WINDOW,
+    NODE_HISTORY_SELECT,
     RESULT_COLUMNS,
     RUN_FIELDS,
     SQLStore,
@@ -478,12 +479,7 @@ class PostgresStore(SQLStore):
             picked = [r[0] for r in cur.fetchall()]
             if not picked:
                 return
-            sql = (
-                "SELECT t.nodeid, r.run, ru.run_id, ru.started_at, ru.commit_sha, ru.branch,"
-                " r.outcome, r.reruns, r.setup_s + r.call_s + r.teardown_s, r.message"
-                " FROM p3m_results r JOIN p3m_runs ru ON ru.seq = r.run"
-                " JOIN p3m_tests t ON t.id = r.test WHERE r.test = ANY(%s) AND r.run >= %s"
-            )
+            sql = NODE_HISTORY_SELECT + " WHERE r.test = ANY(%s) AND r.run >= %s"
             if branch is not None:
                 sql += " AND ru.branch = %s"
             sql += " ORDER BY r.test, r.run"

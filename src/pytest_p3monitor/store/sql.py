@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -32,6 +32,16 @@ _RUN_COLUMNS = RUN_FIELDS + ", metrics"
 MAX_WINDOW = 10_000
 #: How many ids one ``IN (...)`` list of a history query holds at most.
 _IN_CHUNK = 500
+
+#: The fields of a :class:`HistoryRow`, in order, and where they come from.
+_HISTORY_FIELDS = (
+    "r.run, ru.run_id, ru.started_at, ru.commit_sha, ru.branch, r.outcome, r.reruns,"
+    " r.setup_s + r.call_s + r.teardown_s, r.message"
+    " FROM p3m_results r JOIN p3m_runs ru ON ru.seq = r.run"
+)
+#: ``(nodeid, *HistoryRow)`` rows, as :func:`group_histories` reads them; a backend's
+#: history query adds its WHERE and ORDER BY.
+NODE_HISTORY_SELECT = "SELECT t.nodeid, " + _HISTORY_FIELDS + " JOIN p3m_tests t ON t.id = r.test"
 
 
 def _run_of(row: HistoryRow) -> int:
@@ -355,26 +365,15 @@ class SQLStore(Store):
             )
         return records
 
-    _HISTORY_SELECT = (
-        "SELECT r.test, r.run, ru.run_id, ru.started_at, ru.commit_sha, ru.branch, r.outcome,"
-        " r.reruns, r.setup_s + r.call_s + r.teardown_s, r.message"
-        " FROM p3m_results r JOIN p3m_runs ru ON ru.seq = r.run"
-    )
-
     def test_history(
         self, nodeid: str, limit: int = 100, branch: str | None = None
     ) -> list[HistoryRow]:
-        cur = self.conn.cursor()
-        cur.execute(self.q("SELECT id FROM p3m_tests WHERE nodeid = ?"), (nodeid,))
-        row = cur.fetchone()
-        if row is None:
-            return []
-        return self._recent_results({int(row[0]): nodeid}, limit, branch).get(int(row[0]), [])
+        return dict(self._histories_of([nodeid], limit, branch)).get(nodeid, [])
 
     def _recent_results(
-        self, tests: dict[int, str], limit: int, branch: str | None = None
+        self, tests: Collection[int], limit: int, branch: str | None = None
     ) -> dict[int, list[HistoryRow]]:
-        """The last ``limit`` results of each test of ``tests`` (id: node id), oldest first.
+        """The last ``limit`` results of each test of ``tests`` (their ids), oldest first.
 
         The results are kept in run order (their primary key is (run, test)) and have no
         index by test: a per-test index gets an entry in every one of its leaves from each
@@ -405,7 +404,8 @@ class SQLStore(Store):
             for i in range(0, len(pending), _IN_CHUNK):
                 in_tests = ", ".join(map(str, pending[i : i + _IN_CHUNK]))
                 cur.execute(
-                    self._HISTORY_SELECT + f" WHERE r.run IN ({in_runs}) AND r.test IN ({in_tests})"
+                    f"SELECT r.test, {_HISTORY_FIELDS}"
+                    f" WHERE r.run IN ({in_runs}) AND r.test IN ({in_tests})"
                 )
                 for test, *fields in cur.fetchall():
                     found[test].append(HistoryRow(*fields))
@@ -420,8 +420,8 @@ class SQLStore(Store):
     def _histories_of(
         self, nodeids: Sequence[str], limit: int, branch: str | None
     ) -> Iterator[tuple[str, list[HistoryRow]]]:
-        """:meth:`test_history` of each of ``nodeids`` (in that order; those without a
-        result left out), read together."""
+        """The last ``limit`` results of each of ``nodeids``, oldest first, the tests in the
+        order given; a node id without a result is left out. Read together."""
         ids: dict[int, str] = {}
         cur = self.conn.cursor()
         unique = list(dict.fromkeys(nodeids))
@@ -462,12 +462,7 @@ class SQLStore(Store):
         # The window is the last `window` runs (of the branch): every test seen in them,
         # with its results in those runs. One ordered scan, one test at a time.
         cutoff = self.window_start(self.conn.cursor(), window, branch)
-        sql = (
-            "SELECT t.nodeid, r.run, ru.run_id, ru.started_at, ru.commit_sha, ru.branch,"
-            " r.outcome, r.reruns, r.setup_s + r.call_s + r.teardown_s, r.message"
-            " FROM p3m_results r JOIN p3m_runs ru ON ru.seq = r.run"
-            " JOIN p3m_tests t ON t.id = r.test WHERE r.run >= ?"
-        )
+        sql = NODE_HISTORY_SELECT + " WHERE r.run >= ?"
         params: list[Any] = [cutoff]
         if branch is not None:
             sql += " AND ru.branch = ?"

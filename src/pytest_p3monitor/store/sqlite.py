@@ -32,6 +32,7 @@ from .schema import SCHEMA_VERSION, statements
 from .sql import (
     AFTER_RUN_FIELDS,
     MAX_WINDOW,
+    NODE_HISTORY_SELECT,
     RUN_FIELDS,
     SQLStore,
     batched_rows,
@@ -257,12 +258,7 @@ class SQLiteStore(SQLStore):
         tests = [int(r[0]) for r in cur.fetchall()]
         # Their rows in the window, a chunk of tests at a time: a seek of the results'
         # primary key (run, test) per run and test, sorted by test in SQLite.
-        sql = (
-            "SELECT t.nodeid, r.run, ru.run_id, ru.started_at, ru.commit_sha, ru.branch,"
-            " r.outcome, r.reruns, r.setup_s + r.call_s + r.teardown_s, r.message"
-            " FROM p3m_results r JOIN p3m_runs ru ON ru.seq = r.run"
-            f" JOIN p3m_tests t ON t.id = r.test WHERE r.run IN ({runs}) AND r.test IN"
-        )
+        sql = NODE_HISTORY_SELECT + f" WHERE r.run IN ({runs}) AND r.test IN"
         for i in range(0, len(tests), _FAILING_CHUNK):
             chunk = ", ".join(map(str, tests[i : i + _FAILING_CHUNK]))
             cur.execute(sql + f" ({chunk}) ORDER BY r.test, r.run", params)
