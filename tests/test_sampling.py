@@ -72,18 +72,16 @@ def test_meter_resets_the_mark_only_when_the_rss_came_down(
     """While the RSS is at its mark the reset is skipped (it would change nothing); once
     the RSS has come down from it, the mark is reset. The readings are faked: a real
     process's RSS moves by a page now and then on its own."""
+    import resource
+
     from pytest_p3monitor.sampling import pertest
 
     meter = TestMeter()
     page = meter._page
     now = {"resident_pages": 10_000, "mark_kb": 10_000 * page // 1024}
 
-    class Usage:
-        ru_utime = ru_stime = 0.0
-        ru_inblock = ru_oublock = 0
-
-        def __init__(self) -> None:
-            self.ru_maxrss = now["mark_kb"]
+    def usage() -> resource.struct_rusage:  # times and block counts 0, ru_maxrss the mark
+        return resource.struct_rusage((0.0, 0.0, now["mark_kb"], *[0] * 13))
 
     real_pread = pertest.pread
 
@@ -93,7 +91,7 @@ def test_meter_resets_the_mark_only_when_the_rss_came_down(
         return real_pread(fd, size, offset)
 
     resets: list[bytes] = []
-    monkeypatch.setattr(pertest, "_rusage", Usage)
+    monkeypatch.setattr(pertest, "_rusage", usage)
     monkeypatch.setattr(pertest, "pread", fake_pread)
     monkeypatch.setattr(pertest, "write", lambda fd, data: resets.append(data) or len(data))
     meter.start()
