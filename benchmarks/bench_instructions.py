@@ -15,9 +15,16 @@ The phases come from callgrind client requests made by a small plugin (built her
 from valgrind's callgrind.h); without gcc or the header only the totals are printed.
 
     python benchmarks/bench_instructions.py [--tests 5000] [--variants bare,installed,p3monitor]
-                                            [--isolated]
+                                            [--isolated] [--gc-off] [--parts]
 
 ``--isolated``: no plugin autoloading, as in bench_overhead.py.
+``--gc-off``: the cyclic garbage collector off in every variant (``gc.disable()`` as pytest
+starts), so that no collection lands in the loop of one variant and in the end of another.
+``--parts``: two more variants that take the plugin's per-test work apart: ``no-folding``
+(the monitor's report hook is dispatched but does nothing, so nothing is recorded or
+metered) and ``no-meter`` (the reports are folded into records, no resource meter); the
+loop's differences give the cost per test of pluggy's dispatch, of the folding and of the
+meter. Best with ``--gc-off``.
 
 Needs valgrind. Each variant takes about a minute per 5000 tests.
 """
@@ -44,11 +51,25 @@ void dump(const char *label) { CALLGRIND_DUMP_STATS_AT(label); }
 
 # Dumps the instructions counted so far at the start and the end of the test loop.
 PHASE_PLUGIN = """
-import ctypes, os
+import ctypes, gc, os
 import pytest
 
 _dump = ctypes.CDLL(os.environ["P3M_BENCH_CLIENT"]).dump
 _dump.argtypes = [ctypes.c_char_p]
+
+if os.environ.get("P3M_BENCH_GC_OFF"):
+    gc.disable()
+
+# --parts: switch a part of the plugin's per-test work off (private names, benchmark only).
+_without = os.environ.get("P3M_BENCH_WITHOUT")
+if _without == "meter":
+    from pytest_p3monitor.resources_plugin import ResourcesPlugin
+
+    ResourcesPlugin._register_meter = lambda self: None
+elif _without == "folding":
+    from pytest_p3monitor.collect import RecordBuilder
+
+    RecordBuilder.add = pytest.hookimpl(tryfirst=True)(lambda self, report: None)
 
 
 def pytest_collection(session):
@@ -78,11 +99,20 @@ def build_client(work: Path) -> Path | None:
     return lib if done.returncode == 0 else None
 
 
+#: --parts: variant -> the part of the plugin's per-test work it switches off.
+PARTS = {"no-folding": "folding", "no-meter": "meter"}
+
+
 def run(
-    work: Path, name: str, extra: list[str], client: Path | None, isolated: bool = False
+    work: Path,
+    name: str,
+    extra: list[str],
+    client: Path | None,
+    isolated: bool = False,
+    more_env: dict[str, str] | None = None,
 ) -> dict[str, int]:
     """Instructions per phase (or just the total) of one session under callgrind."""
-    env = session_env(isolated)
+    env = {**session_env(isolated), **(more_env or {})}
     plugin: list[str] = []
     if client is not None:
         env["P3M_BENCH_CLIENT"] = str(client)
@@ -124,9 +154,20 @@ def main() -> None:
         action="store_true",
         help="no plugin autoloading: each variant loads only the plugin it measures",
     )
+    ap.add_argument(
+        "--gc-off",
+        action="store_true",
+        help="the garbage collector off in every variant: no collection moves between phases",
+    )
+    ap.add_argument(
+        "--parts",
+        action="store_true",
+        help="also no-folding and no-meter: the loop's cost per test of each part",
+    )
     args = ap.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is needed (Debian: apt-get install valgrind)")
+    more_env = {"P3M_BENCH_GC_OFF": "1"} if args.gc_off else {}
     with tempfile.TemporaryDirectory(prefix="p3m-instr-") as tmp:
         work = Path(tmp)
         (work / "test_bench.py").write_text(SUITE.format(n=args.tests))
@@ -134,14 +175,32 @@ def main() -> None:
         client = build_client(work)
         if client is not None:
             (work / "p3m_bench_phases.py").write_text(PHASE_PLUGIN)
+        elif args.gc_off or args.parts:
+            raise SystemExit("--gc-off and --parts need gcc and valgrind's callgrind.h")
         known = variants(work, args.isolated)
         wanted = ["bare", *(v for v in args.variants.split(",") if v != "bare")]
-        results = {name: run(work, name, known[name], client, args.isolated) for name in wanted}
+        if args.parts:
+            for part in PARTS:
+                known[part] = known["p3monitor"]
+            wanted += [p for p in ("p3monitor", *PARTS) if p not in wanted]
+        results = {
+            name: run(
+                work,
+                name,
+                known[name],
+                client,
+                args.isolated,
+                {**more_env, "P3M_BENCH_WITHOUT": PARTS[name]} if name in PARTS else more_env,
+            )
+            for name in wanted
+        }
     bare = results["bare"]
     total = sum(bare.values())
     plugins = "no plugin autoloading" if args.isolated else "the installed plugins autoloaded"
+    gc_note = ", garbage collector off" if args.gc_off else ""
     print(
-        f"{args.tests} trivial tests, {plugins}; instructions (callgrind), millions; ratio to bare"
+        f"{args.tests} trivial tests, {plugins}{gc_note}; instructions (callgrind), millions;"
+        " ratio to bare"
     )
     columns = [p for p in PHASES if p in bare] if client is not None else []
     print(f"{'variant':<12}" + "".join(f"{p:>12}" for p in columns) + f"{'total':>12}{'ratio':>8}")
@@ -158,6 +217,18 @@ def main() -> None:
             parts = ", ".join(f"{p} {d / 1e6:+.1f}" for p, d in diff.items())
             per_test = diff.get("loop", 0) / args.tests / 1e3
             print(f"  {name}: {parts}; in the loop {per_test:+.1f} K per test")
+    if args.parts and columns:
+
+        def loop(name: str) -> float:
+            return float(results[name].get("loop", 0) / args.tests / 1e3)
+
+        print("the loop's cost per test, by part (thousands of instructions):")
+        for label, with_part, without in (
+            ("pluggy's dispatch of the monitor's report hook", "no-folding", "bare"),
+            ("folding the reports into the record", "no-meter", "no-folding"),
+            ("the resource meter", "p3monitor", "no-meter"),
+        ):
+            print(f"  {label:<48}{loop(with_part) - loop(without):7.1f}")
 
 
 if __name__ == "__main__":
