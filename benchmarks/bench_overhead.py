@@ -171,10 +171,9 @@ def main() -> None:
         )
     print("ratio = median over rounds of (variant / bare in the same round), with a 95%")
     print("bootstrap confidence interval of that median and the interquartile range of the")
-    print("per-round ratios (the machine's noise: `installed` does")
-    print("bare's work); med/med = ratio of the median times, min/min = of the fastest runs;")
-    print("CPU includes the processes a variant starts (p3monitor's sampler); peak RSS is the")
-    print("pytest process's")
+    print("per-round ratios (the machine's noise: `installed` does bare's work); med/med =")
+    print("ratio of the median times, min/min = of the fastest runs; CPU includes the")
+    print("processes a variant starts (p3monitor's sampler); peak RSS is the pytest process's.")
 
 
 if __name__ == "__main__":
