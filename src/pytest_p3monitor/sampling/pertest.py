@@ -176,6 +176,7 @@ class TestMeter:
         usage = _rusage()
         cpu = usage[_UTIME] + usage[_STIME]
         maxrss, inblock, oublock = usage[_MAXRSS], usage[_INBLOCK], usage[_OUBLOCK]
+        mark = maxrss * _MAXRSS_UNIT  # the high-water mark now, in bytes
         chars: tuple[int, int] | None = None
         own_reads = 0  # what the meter reads from here on counts in the next test's rchar
         if self._io_fd >= 0:
@@ -198,7 +199,7 @@ class TestMeter:
                 READ_BYTES: (inblock - self._inblock0) * 512,
                 WRITE_BYTES: (oublock - self._oublock0) * 512,
             }
-            peak = maxrss * _MAXRSS_UNIT
+            peak = mark
             if self._stale and maxrss <= self._maxrss0:
                 with contextlib.suppress(OSError):
                     status = pread(self._status_fd, 4096, 0)
@@ -219,14 +220,13 @@ class TestMeter:
                 statm = pread(self._statm_fd, 256, 0)  # "size resident shared ..." in pages
                 own_reads += len(statm)
                 resident = int(statm.split(None, 2)[1]) * self._page
-                peak = maxrss * _MAXRSS_UNIT
-                if peak > resident:  # the RSS came down from the mark: reset it
+                if mark > resident:  # the RSS came down from the mark: reset it
                     write(self._clear_fd, b"5")
                     # A thread's pinned peak can hide the next test's only if it is above
                     # the RSS now (give or take 256 KiB), and it is at most the peak before
                     # the reset.
                     above = resident + 262144
-                    stale = peak > above
+                    stale = mark > above
                     if stale:
                         self._maxrss0 = _rusage()[_MAXRSS]  # after the reset
                         stale = self._maxrss0 * _MAXRSS_UNIT > above
