@@ -56,7 +56,7 @@ TESTS = """
 
 
 def test_report_has_resource_usage_and_per_test_figures(pytester: pytest.Pytester) -> None:
-    pytester.makeini("[pytest]\np3monitor_sample_interval = 0.2\n")
+    pytester.makeini("[pytest]\np3monitor_sample_interval = 0.2\np3monitor_io_chars = true\n")
     pytester.makepyfile(TESTS)
     result, report = _run(pytester)
     result.assert_outcomes(passed=4)
@@ -250,6 +250,7 @@ def test_figures_and_phases_reach_the_record_with_and_without_junitxml(
     assert result.ret == 0
     (entry,) = report["tests"]
     assert entry["cpu_time_s"] >= 0 and entry["rss_peak_bytes"] > 0
+    assert "write_chars" not in entry  # only with p3monitor_io_chars = true
     assert "prepare" in report["metrics"]["performance"]["phases"]
 
 
@@ -281,6 +282,7 @@ def test_metrics_from_cli_and_environment(
         (["--p3monitor-containers", "colour=red"], "", {}, "--p3monitor-containers = 'colour"),
         ([], "p3monitor_containers = all\n  label=x", {}, "ini p3monitor_containers"),
         (["--p3monitor-sample-interval", "0"], "", {}, "--p3monitor-sample-interval = '0'"),
+        ([], "p3monitor_io_chars = sometimes", {}, "ini p3monitor_io_chars = 'sometimes'"),
     ],
 )
 def test_bad_settings_are_usage_errors_naming_the_source(

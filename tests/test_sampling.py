@@ -152,7 +152,7 @@ def test_meter_peak_after_a_big_thread_exited() -> None:
 
 @linux
 def test_meter_counts_writes_and_not_its_own_reads(tmp_path: Path) -> None:
-    meter = TestMeter()
+    meter = TestMeter(chars=True)
     meter.start()
     idle = meter.lap()
     assert idle[READ_CHARS] == 0
@@ -167,7 +167,7 @@ def test_meter_counts_writes_and_not_its_own_reads(tmp_path: Path) -> None:
 
 @linux
 def test_meter_reads_an_unusual_io_layout_with_the_general_parser(tmp_path: Path) -> None:
-    meter = TestMeter()
+    meter = TestMeter(chars=True)
     assert meter._io_fixed  # the kernel's layout: the fast path
     meter._io_fixed = False
     meter.start()
@@ -175,6 +175,17 @@ def test_meter_reads_an_unusual_io_layout_with_the_general_parser(tmp_path: Path
     wrote = meter.lap()
     assert 100_000 <= wrote[WRITE_CHARS] < 110_000
     assert wrote[READ_CHARS] == 0
+
+
+@linux
+def test_meter_counts_read_and_write_calls_only_when_asked(tmp_path: Path) -> None:
+    meter = TestMeter()
+    assert meter._io_fd == -1  # no /proc/self/io read per test
+    meter.start()
+    (tmp_path / "f").write_bytes(b"x" * 100_000)
+    figures = meter.lap()
+    assert READ_CHARS not in figures and WRITE_CHARS not in figures
+    assert figures[RSS_PEAK] > 0 and figures[CPU_TIME] >= 0
 
 
 def test_meter_gives_nothing_before_it_starts() -> None:

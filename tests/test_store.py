@@ -206,7 +206,7 @@ def test_the_meters_figures_are_the_stores_figure_columns() -> None:
     from pytest_p3monitor.sampling.pertest import TestMeter
     from pytest_p3monitor.store.schema import FIGURE_COLUMNS
 
-    meter = TestMeter()
+    meter = TestMeter(chars=True)
     try:
         meter.start()
         figures = meter.lap()

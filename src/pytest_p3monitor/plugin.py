@@ -91,6 +91,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "seconds between resource samples",
         metavar="S",
     )
+    parser.addini(
+        "p3monitor_io_chars",
+        "true: per test, also count every byte passed to read() and write() (read_chars, "
+        "write_chars; one more system call per test)",
+    )
     both(
         "--p3monitor-fail-on",
         "p3monitor_fail_on",

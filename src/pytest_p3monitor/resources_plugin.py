@@ -13,7 +13,8 @@ Registered in every process of a ``--p3monitor`` session (see ``plugin.FEATURES`
   container peaks, and the resource lines of the terminal summary.
 
 Settings: ``p3monitor_sample_interval`` (process tree every S seconds, default 0.5;
-containers every 2 S), ``p3monitor_containers``, ``p3monitor_probes`` (ini, ``host:port``
+containers every 2 S), ``p3monitor_io_chars`` (ini: per test also ``read_chars`` and
+``write_chars``), ``p3monitor_containers``, ``p3monitor_probes`` (ini, ``host:port``
 per line), ``--p3monitor-metric NAME=VALUE`` (repeatable) and ``P3MONITOR_METRIC_<NAME>``
 for durations measured by earlier CI steps.
 """
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .collect import FIGURES_ATTR
-from .config import Setting, parse_with, positive_float, setting, setting_list
+from .config import Setting, boolean, parse_with, positive_float, setting, setting_list
 from .phases import RECORDER_KEY, PhaseRecorder, summarize
 from .report.terminal import fmt_bytes
 from .sampling.pertest import RSS_PEAK, TestMeter
@@ -136,7 +137,8 @@ class ResourcesPlugin:
         self.is_worker = hasattr(config, "workerinput")
         self.recorder = PhaseRecorder()
         config.stash[RECORDER_KEY] = self.recorder
-        self.meter = TestMeter()
+        chars = parse_with(setting(config, "p3monitor_io_chars"), boolean, False, "true or false")
+        self.meter = TestMeter(chars=chars)
         # Tests run in this process unless it is an xdist controller (set at sessionstart).
         self.runs_tests = True
         self.phase_entries: list[dict[str, Any]] = []

@@ -8,8 +8,14 @@ with ``pread``, which costs about a quarter of an ``open``/``read``/``close``.
 
 Where that is not possible (not Linux, or ``/proc`` is read-only) ``getrusage`` stands in:
 ``ru_maxrss`` is the peak of the process's whole life, so it is the test's own peak only
-when it grew during the test, and an upper bound otherwise. Bytes read and written then
-come from the block counts of ``getrusage``.
+when it grew during the test, and an upper bound otherwise.
+
+Bytes read and written are the storage layer's (``getrusage``'s block counts, the
+``read_bytes``/``write_bytes`` of ``/proc/self/io``). Every byte passed to ``read()`` and
+``write()`` (pipes, sockets and the page cache included: ``rchar``/``wchar``) is counted only
+when asked (``chars=True``, ini ``p3monitor_io_chars``): it takes one more read of
+``/proc/self/io`` per test, the meter's most expensive system call (5-9 us a test in a
+pytest session, against 2-5 us for ``getrusage``; about 1% of a suite of trivial tests).
 """
 
 from __future__ import annotations
@@ -101,19 +107,21 @@ class TestMeter:
 
     ``lap`` runs for every test, so it is written for speed: one frame (no helper method
     calls), the system calls bound as module globals (``getrusage`` with its argument as a
-    ``partial``: one C call), one read of ``/proc/self/io`` per test (the end of one test
-    is the start of the next), its layout checked once in ``_open`` rather than at every
-    read, ``try`` rather than ``contextlib.suppress`` (no context manager object per test),
-    no ``getpid`` (a system call since glibc 2.25: a fork is noticed by a counter that
-    ``os.register_at_fork`` bumps). Three system calls per test: ``getrusage``,
-    ``/proc/self/io`` and ``/proc/self/statm``; the reset is a fourth only when the RSS has
-    come down from its high-water mark. While the RSS only grows (most tests) the mark
-    *is* the RSS, so the reset would change nothing: the next test's peak is the mark then.
+    ``partial``: one C call), each file read once per test (the end of one test is the
+    start of the next), the layout of ``/proc/self/io`` checked once in ``_open`` rather
+    than at every read, ``try`` rather than ``contextlib.suppress`` (no context manager
+    object per test), no ``getpid`` (a system call since glibc 2.25: a fork is noticed by a
+    counter that ``os.register_at_fork`` bumps). Two system calls per test: ``getrusage``
+    and ``/proc/self/statm`` (and ``/proc/self/io`` with ``chars``); the reset is one more
+    only when the RSS has come down from its high-water mark. While the RSS only grows
+    (most tests) the mark *is* the RSS, so the reset would change nothing: the next test's
+    peak is the mark then.
     """
 
     __test__ = False  # not a test class, despite the name
 
-    def __init__(self) -> None:
+    def __init__(self, chars: bool = False) -> None:
+        self.chars = chars  # whether read_chars/write_chars are measured (see the module)
         self._forks = -1
         self._status_fd = self._statm_fd = self._io_fd = self._clear_fd = -1
         # CPU seconds and block counts at the start of the test; cpu None before start()
@@ -135,10 +143,11 @@ class TestMeter:
             return
         with contextlib.suppress(OSError, ValueError):
             self._page = os.sysconf("SC_PAGE_SIZE")
-        with contextlib.suppress(OSError):
-            self._io_fd = os.open("/proc/self/io", os.O_RDONLY)
-            parts = os.pread(self._io_fd, 1024, 0).split(None, 4)
-            self._io_fixed = parts[0] == b"rchar:" and parts[2] == b"wchar:"
+        if self.chars:
+            with contextlib.suppress(OSError):
+                self._io_fd = os.open("/proc/self/io", os.O_RDONLY)
+                parts = os.pread(self._io_fd, 1024, 0).split(None, 4)
+                self._io_fixed = parts[0] == b"rchar:" and parts[2] == b"wchar:"
         try:
             self._status_fd = os.open("/proc/self/status", os.O_RDONLY)
             self._statm_fd = os.open("/proc/self/statm", os.O_RDONLY)
