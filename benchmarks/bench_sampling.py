@@ -166,6 +166,7 @@ def hook_cost(number: int) -> None:
         add = builder.add
         for report in reports:
             add(report)
+        assert len(builder.records) == number  # folds what is still kept
 
     worker = _WorkerMeter(SimpleNamespace(meter=meter, recorder=PhaseRecorder()))  # type: ignore[arg-type]
 

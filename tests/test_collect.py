@@ -8,6 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pytest_p3monitor import collect
 from pytest_p3monitor.collect import (
     FIGURES_ATTR,
     MESSAGE_MAX,
@@ -187,3 +188,63 @@ def test_any_attempts_make_one_record_with_reruns_counted(
     else:
         assert rec.outcome == "passed"
     assert rec.subtests_failed == (0 if final == "fail-setup" else subtests.count(False))
+
+
+@given(
+    tests=st.lists(
+        st.lists(st.sampled_from(["passed", "failed", "skipped", "rerun"]), min_size=1, max_size=4),
+        min_size=1,
+        max_size=5,
+    ),
+    batch=st.integers(min_value=1, max_value=7),
+    peek=st.integers(min_value=0, max_value=30),
+)
+def test_folding_in_batches_gives_the_records_of_folding_each_report(
+    tests: list[list[str]], batch: int, peek: int
+) -> None:
+    """Reports are kept and folded in batches (and when the records are read): wherever a
+    batch ends, even between the reports of one test, the records are the same."""
+    reports = []
+    for t, outcomes in enumerate(tests):
+        location = ("t.py", t, f"test_{t}")
+        for i, outcome in enumerate(outcomes):
+            when = ("setup", "call", "teardown")[i % 3]
+            figures = {"p3monitor": {"cpu_time_s": 1.0}} if when == "teardown" else {}
+            reports.append(
+                Rep(when, outcome, nodeid=f"t.py::test_{t}", location=location, extra=figures)
+            )
+
+    def records(b: RecordBuilder) -> list[tuple[Any, ...]]:
+        return [
+            (r.nodeid, r.outcome, r.reruns, r.message, r.setup_s, r.call_s, r.figures)
+            for r in b.records.values()
+        ]
+
+    one_by_one = RecordBuilder()
+    for r in reports:
+        one_by_one.add(r)
+        one_by_one.records  # noqa: B018 - reading the records folds what was kept
+    batched = RecordBuilder()
+    collect.FOLD_BATCH, saved = batch, collect.FOLD_BATCH
+    try:
+        for i, r in enumerate(reports):
+            batched.add(r)
+            if i == peek:
+                batched.records  # noqa: B018 - a reader in the middle of the session
+    finally:
+        collect.FOLD_BATCH = saved
+    assert records(batched) == records(one_by_one)
+
+
+def test_a_failed_teardowns_figures_count_in_its_test() -> None:
+    """A rerun teardown (pytest-rerunfailures) ends an attempt: its figures add up too."""
+    b = fold(
+        Rep("setup", "passed"),
+        Rep("call", "passed"),
+        Rep("teardown", "rerun", extra={"p3monitor": {"cpu_time_s": 0.5}}),
+        Rep("setup", "passed"),
+        Rep("call", "passed"),
+        Rep("teardown", "passed", extra={"p3monitor": {"cpu_time_s": 0.25}}),
+    )
+    (rec,) = b.records.values()
+    assert (rec.reruns, rec.figures) == (1, {"cpu_time_s": 0.75})

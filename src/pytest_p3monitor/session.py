@@ -29,7 +29,7 @@ import pytest
 from . import outbox
 from .collect import RecordBuilder
 from .config import Setting, setting
-from .records import RunInfo
+from .records import RunInfo, TestRecord
 from .report import json_report, terminal
 from .runinfo import GitLookup, detect_ci
 from .store import Store, StoreError, open_store
@@ -88,7 +88,6 @@ class MonitorSession:
         self.config = config
         self.is_worker = hasattr(config, "workerinput")
         self.builder = RecordBuilder()
-        self.records = self.builder.records
         self.gate_failures: list[str] = []
         self.report: dict[str, Any] = {}
         self.stored_in: str | None = None
@@ -124,6 +123,11 @@ class MonitorSession:
         self.run.hostname = socket.gethostname()
         self.run.python = platform.python_version()
         self.run.pytest = pytest.__version__
+
+    @property
+    def records(self) -> dict[str, TestRecord]:
+        """Node id -> the record of each test reported so far."""
+        return self.builder.records
 
     def settle_run(self) -> None:
         """Complete the run's commit and branch with git's answer (once; it was asked in
@@ -258,8 +262,6 @@ class MonitorSession:
 
     def _flush_outbox(self, store: Store) -> None:
         """Store runs kept by earlier sessions that could not reach the store."""
-        from .records import TestRecord
-
         for path in outbox.pending("runs", base=self.outbox_dir):
             try:
                 data = outbox.load(path)
