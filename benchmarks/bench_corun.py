@@ -29,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench_overhead import SUITE, median_ci, session_env, variants
+from bench_overhead import SUITE, median_ci, pytest_command, session_env, variants
 
 # Loaded with -p in every variant: the process's own CPU seconds (and its waited-for
 # children's) at interpreter exit, into the file named by the environment.
@@ -52,9 +52,8 @@ def run_round(work: Path, names: dict[str, list[str]], cpu: int) -> dict[str, tu
     for name, extra in names.items():
         env = session_env()
         env["CORUN_OUT"] = str(work / f"cpu-{name}.txt")
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "corun_probe"]
         procs[name] = subprocess.Popen(
-            [*cmd, *extra, "test_bench.py"],
+            pytest_command("-p", "corun_probe", *extra),
             cwd=work,
             env=env,
             stdout=subprocess.DEVNULL,

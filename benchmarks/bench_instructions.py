@@ -36,11 +36,10 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from bench_overhead import SUITE, session_env, variants
+from bench_overhead import SUITE, pytest_command, session_env, variants
 
 PHASES = ("startup", "collection", "loop", "end")
 
@@ -118,8 +117,7 @@ def run(
         env["P3M_BENCH_CLIENT"] = str(client)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(work), env.get("PYTHONPATH")]))
         plugin = ["-p", "p3m_bench_phases"]
-    pytest_cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin]
-    pytest_cmd += [*extra, "test_bench.py"]
+    pytest_cmd = pytest_command(*plugin, *extra)
     # Warm up: bytecode caches, the store's schema.
     subprocess.run(pytest_cmd, cwd=work, env=env, stdout=subprocess.DEVNULL, check=True)
     out = work / f"cg.{name}"

@@ -86,9 +86,14 @@ def session_env(isolated: bool = False) -> dict[str, str]:
     return env
 
 
+def pytest_command(*args: str) -> list[str]:
+    """The command of one measured session of the suite (run in the work directory)."""
+    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, "test_bench.py"]
+
+
 def run_once(work: Path, extra: list[str], isolated: bool = False) -> tuple[float, float, int]:
     """Wall seconds, CPU seconds (with the processes it started) and peak RSS (bytes)."""
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra, "test_bench.py"]
+    cmd = pytest_command(*extra)
     env = session_env(isolated)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, env=env)
