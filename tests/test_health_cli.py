@@ -220,9 +220,12 @@ def days_db(tmp_path: Path) -> Path:
     path = tmp_path / "days.db"
     store = SQLiteStore(path)
     now = time.time()
-    _save(store, 0, now - 3 * DAY, memory=40.0)
-    _save(store, 1, now - 3 * DAY + 60, failing=True, memory=70.0)
-    _save(store, 2, now - 60)
+    # Two runs a minute apart on one UTC day (its noon, three days ago), whatever the time of
+    # day the test runs at (a minute before midnight they fell on two days).
+    older = (now // DAY - 3) * DAY + DAY / 2
+    _save(store, 0, older, memory=40.0)
+    _save(store, 1, older + 60, failing=True, memory=70.0)
+    _save(store, 2, max(now - 60, now // DAY * DAY))  # today (UTC), even just after midnight
     _save(store, 3, now - 40 * DAY)  # outside every window
     store.close()
     return path
