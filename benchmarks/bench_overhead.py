@@ -7,6 +7,7 @@ per-round ratios to bare pytest. Variants:
   bare         pytest with pytest-p3monitor blocked (-p no:p3monitor)
   installed    pytest-p3monitor installed, not enabled (what every session without the flag pays)
   p3monitor    pytest --p3monitor (store in a fresh SQLite file, growing over the rounds)
+  p3m-no-meter the same with p3monitor_test_resources = false (no per-test resource figures)
   json-report  pytest --json-report (pytest-json-report), when installed
   reportlog    pytest --report-log (pytest-reportlog), when installed
 
@@ -58,6 +59,7 @@ def variants(work: Path, isolated: bool = False) -> dict[str, list[str]]:
             "--p3monitor",
         ],
     }
+    out["p3m-no-meter"] = [*out["p3monitor"], "-o", "p3monitor_test_resources=false"]
     if importlib.util.find_spec("pytest_jsonreport"):
         out["json-report"] = [
             *blocked,

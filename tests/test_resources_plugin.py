@@ -254,6 +254,40 @@ def test_figures_and_phases_reach_the_record_with_and_without_junitxml(
     assert "prepare" in report["metrics"]["performance"]["phases"]
 
 
+@pytest.mark.parametrize("xdist", [False, True], ids=["alone", "xdist"])
+def test_no_per_test_figures_with_test_resources_false(
+    pytester: pytest.Pytester, xdist: bool
+) -> None:
+    # The session's sampling and the phases go on; no test is metered on its own, and the
+    # peak RSS high-water mark is left alone (the meter, which resets it, is never made).
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture(scope="session", autouse=True)
+        def no_meter(pytestconfig):
+            yield
+            assert pytestconfig.pluginmanager.get_plugin("p3monitor-resources").meter is None
+
+        def test_phased(p3monitor):
+            with p3monitor.phase("prepare"):
+                pass
+
+        def test_other():
+            pass
+        """
+    )
+    pytester.makeini("[pytest]\np3monitor_test_resources = false\np3monitor_io_chars = true\n")
+    args = ("-n", "2", "-p", "no:benchmark") if xdist else ()
+    result, report = _run(pytester, *args)
+    result.assert_outcomes(passed=2)
+    assert len(report["tests"]) == 2
+    for entry in report["tests"]:
+        assert not {"cpu_time_s", "rss_peak_bytes", "read_bytes", "read_chars"} & set(entry)
+    assert "prepare" in report["metrics"]["performance"]["phases"]
+    assert report["metrics"]["resource_usage"]["process"]["rss_bytes_peak"] > 0
+
+
 def test_metrics_from_cli_and_environment(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -283,6 +317,7 @@ def test_metrics_from_cli_and_environment(
         ([], "p3monitor_containers = all\n  label=x", {}, "ini p3monitor_containers"),
         (["--p3monitor-sample-interval", "0"], "", {}, "--p3monitor-sample-interval = '0'"),
         ([], "p3monitor_io_chars = sometimes", {}, "ini p3monitor_io_chars = 'sometimes'"),
+        ([], "p3monitor_test_resources = no way", {}, "ini p3monitor_test_resources = 'no way'"),
     ],
 )
 def test_bad_settings_are_usage_errors_naming_the_source(

@@ -92,6 +92,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="S",
     )
     parser.addini(
+        "p3monitor_test_resources",
+        "false: no per-test CPU time, peak RSS and bytes read/written (saves a few system "
+        "calls per test; the session sampler still runs)",
+    )
+    parser.addini(
         "p3monitor_io_chars",
         "true: per test, also count every byte passed to read() and write() (read_chars, "
         "write_chars; one more system call per test)",

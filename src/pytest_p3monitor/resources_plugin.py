@@ -13,7 +13,8 @@ Registered in every process of a ``--p3monitor`` session (see ``plugin.FEATURES`
   container peaks, and the resource lines of the terminal summary.
 
 Settings: ``p3monitor_sample_interval`` (process tree every S seconds, default 0.5;
-containers every 2 S), ``p3monitor_io_chars`` (ini: per test also ``read_chars`` and
+containers every 2 S), ``p3monitor_test_resources`` (ini, default true: ``false`` measures
+no test on its own), ``p3monitor_io_chars`` (ini: per test also ``read_chars`` and
 ``write_chars``), ``p3monitor_containers``, ``p3monitor_probes`` (ini, ``host:port``
 per line), ``--p3monitor-metric NAME=VALUE`` (repeatable) and ``P3MONITOR_METRIC_<NAME>``
 for durations measured by earlier CI steps.
@@ -137,8 +138,13 @@ class ResourcesPlugin:
         self.is_worker = hasattr(config, "workerinput")
         self.recorder = PhaseRecorder()
         config.stash[RECORDER_KEY] = self.recorder
+        # Each test's own figures (the session sampler runs either way). The meter is only
+        # made when used: it holds /proc files open and resets the peak RSS.
+        per_test = parse_with(
+            setting(config, "p3monitor_test_resources"), boolean, True, "true or false"
+        )
         chars = parse_with(setting(config, "p3monitor_io_chars"), boolean, False, "true or false")
-        self.meter = TestMeter(chars=chars)
+        self.meter = TestMeter(chars=chars) if per_test else None
         # Tests run in this process unless it is an xdist controller (set at sessionstart).
         self.runs_tests = True
         self.phase_entries: list[dict[str, Any]] = []
@@ -203,7 +209,8 @@ class ResourcesPlugin:
                 handle.stop(timeout=5.0)
             # After the summary and the store, the sampler has normally exited: no wait.
             handle.close()
-        self.meter.close()
+        if self.meter is not None:
+            self.meter.close()
 
     # -- wherever tests run: per-test figures -----------------------------------------------
     def _register_meter(self) -> None:
@@ -213,18 +220,21 @@ class ResourcesPlugin:
         and keeps the figures in the record: no hook of its own per test. An xdist worker
         has no builder: a plugin of its own puts them on the teardown report, which carries
         them to the controller. The controller only collects the phases the workers measured.
+        With ``p3monitor_test_resources = false`` no test is metered; a worker's plugin still
+        carries the phases.
         """
         if self.is_worker:
             self.config.pluginmanager.register(_WorkerMeter(self), "p3monitor-meter")
         elif self.runs_tests:
-            self.monitor.builder.meter = self.meter.lap
+            if self.meter is not None:
+                self.monitor.builder.meter = self.meter.lap
         else:
             self.config.pluginmanager.register(_PhaseCollector(self), "p3monitor-meter")
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> None:
         # The first test is measured from here (each later one from the end of the one before).
-        if self.is_worker or self.runs_tests:
+        if self.meter is not None and (self.is_worker or self.runs_tests):
             self.meter.start()
 
     @pytest.hookimpl(tryfirst=True)
@@ -316,7 +326,7 @@ class _WorkerMeter:
     to the controller on its teardown report."""
 
     def __init__(self, plugin: ResourcesPlugin) -> None:
-        self.lap = plugin.meter.lap
+        self.lap = plugin.meter.lap if plugin.meter is not None else None
         self.recorder = plugin.recorder
 
     @pytest.hookimpl(tryfirst=True)
@@ -325,7 +335,8 @@ class _WorkerMeter:
         if report.when != "teardown":
             return
         attrs = report.__dict__  # the optional attributes, without getattr's defaults
-        attrs[FIGURES_ATTR] = self.lap()
+        if self.lap is not None:
+            attrs[FIGURES_ATTR] = self.lap()
         if self.recorder.entries:
             attrs["p3monitor_phases"] = self.recorder.drain()
 
