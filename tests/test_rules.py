@@ -196,6 +196,10 @@ def test_not_measured_is_not_evaluated_never_crossed() -> None:
         assert result.value is None
     result = evaluate_rule(parse_rule("peak_memory_percent > 0%"), {}, "critical")
     assert "needs resource sampling" in result.message
+    result = evaluate_rule(parse_rule("test_rss > 1 MiB"), {"test_rss": None}, "critical")
+    assert result.status == "not_evaluated"
+    assert "needs per-test resource figures" in result.message
+    assert "p3monitor_test_resources = false" in result.message
 
 
 def test_per_test_metric_names_the_tests_worst_first() -> None:

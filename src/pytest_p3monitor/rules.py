@@ -252,7 +252,13 @@ METRICS: dict[str, Metric] = {
             "ini p3monitor_cost_per_hour",
         ),
         _m("test_duration", "test", "time", "duration of a test (setup + call + teardown)"),
-        _m("test_rss", "test", "bytes", "peak RSS of the process while a test ran", _RESOURCES),
+        _m(
+            "test_rss",
+            "test",
+            "bytes",
+            "peak RSS of the process while a test ran",
+            "per-test resource figures, which p3monitor_test_resources = false turns off",
+        ),
         _m(
             "duration_regression",
             "test",
