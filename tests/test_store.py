@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +226,13 @@ def meter_figures(i: int) -> dict[str, float]:
             "write_chars": i % 5}  # fmt: skip
 
 
+def default_meter_figures(i: int) -> dict[str, float]:
+    """The meter's figures without p3monitor_io_chars (the default): four of the six."""
+    figures = meter_figures(i)
+    del figures["read_chars"], figures["write_chars"]
+    return figures
+
+
 def varied_records() -> list[TestRecord]:
     """Results of every shape the writer treats apart, in chunks of 100 (its CHUNK)."""
     records: list[TestRecord] = []
@@ -254,6 +261,10 @@ def varied_records() -> list[TestRecord]:
     for i in range(100):  # usual, no start or stop times
         add(i, outcome="skipped", figures=meter_figures(i), start=None, stop=None,
             message="needs a GPU")  # fmt: skip
+    for i in range(100):  # the usual of the default meter: four figures
+        add(i, outcome="passed", figures=default_meter_figures(i))
+    for i in range(100):  # four figures, but six in one result
+        add(i, outcome="passed", figures=meter_figures(i) if i == 60 else default_meter_figures(i))
     odd_figures: list[dict[str, Any]] = [
         {"cpu_time_s": 0.5, "container.db.cpu_percent_peak": 12.5},  # other figures
         {**meter_figures(1), "container.db.rss_bytes_peak": 3.0},  # six and another
@@ -342,7 +353,9 @@ def test_a_run_is_stored_as_result_values_says(store: Store, tmp_path: Path) -> 
     ((seq, *_),) = list(store.recent_runs())
     back = {t.nodeid: t for t in store.run_tests(seq)}  # type: ignore[attr-defined]
     assert back["t.py::test_0"] == tests[0]
-    assert back["t.py::test[ü ✓]"].figures == tests[502].figures  # int, and in column order
+    assert back["t.py::test[ü ✓]"].figures == tests[702].figures  # int, and in column order
+    assert back["t.py::test_500"] == tests[500]  # the default meter's four figures
+    assert back["t.py::test_660"].figures == meter_figures(60)
     assert back["t.py::test_350"].figures["read_bytes"] is True
 
 
@@ -471,6 +484,21 @@ def test_history_reaches_back_past_the_runs_a_test_missed(store: Store) -> None:
     assert list(both) == ["t.py::rare", "t.py::always"]
     assert [r.run_id for r in both["t.py::rare"]] == ["r100", "r200", "r300"]
     assert store.test_history("t.py::always", limit=0) == []
+
+
+@pytest.mark.parametrize("figures", [meter_figures, default_meter_figures, lambda i: {}])
+def test_the_meters_figures_take_the_one_loop_path(figures: Callable[[int], Any]) -> None:
+    """The results a session usually has, with the meter's figures (four by default, six
+    with p3monitor_io_chars) or none, are read in one loop, not a call per result: a
+    call of result_values per result cost the default session a fifth of its store write."""
+    from pytest_p3monitor.store import sqlite_save
+
+    tests = [TestRecord(nodeid=f"t.py::test_{i}", figures=figures(i)) for i in range(100)]
+    usual = sqlite_save._usual_values(tests)
+    assert usual is not None
+    values, columns, _ = usual
+    assert columns[len(sqlite_save._USUAL_COLUMNS) :] == tuple(figures(1))
+    assert len(values) == 1 + len(tests) * (1 + len(columns))
 
 
 def test_a_chunk_fits_the_parameter_limit_of_sqlite_before_3_32(tmp_path: Path) -> None:

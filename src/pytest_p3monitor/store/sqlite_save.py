@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import sqlite3
 import struct
 import sys
 from array import array
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from ..records import RunInfo, TestRecord, execution_time_s
@@ -162,7 +163,7 @@ class _Chunk:
         else:
             values, usual_columns, self.same = usual
             columns = list(usual_columns)
-            maybe_null = _MAYBE_NULL  # the meter's figures are all there, or none is
+            maybe_null = _MAYBE_NULL  # each of the meter's figures is there, or none is
         # Leave out the columns no result has: deleting every width-th value is one
         # C-level pass over the list.
         width = 1 + len(columns)
@@ -251,34 +252,40 @@ def _usual_values(
     tests: Sequence[TestRecord],
 ) -> tuple[list[Any], tuple[str, ...], frozenset[str]] | None:
     """The run (0), then for each result its node id and :data:`_USUAL_COLUMNS`, and its
-    figures where every result has the meter's six numbers (or every result has no
-    figure): what :func:`result_values` would give, in one loop (a dict lookup per figure
-    instead of a call and a tuple per column); the columns, and the figures every result
-    has the same value of. None for results with other figures.
+    figures where every result has the same figures of the meter (its four, or six with
+    ``p3monitor_io_chars``; or every result has no figure): what :func:`result_values`
+    would give, in one loop (a C-level pick of the figures instead of a call and a tuple
+    per column); the columns, and the figures every result has the same value of. None
+    for results with other figures.
     """
     values: list[Any] = [0]
     extend = values.extend
-    if not tests[0].figures:  # resources off
+    first = tests[0].figures
+    if not first:  # resources off
         for t in tests:
             if t.figures:
                 return None
             extend((t.nodeid, t.outcome, t.setup_s, t.call_s, t.teardown_s, t.start, t.stop,
                     t.reruns, t.worker, t.message))  # fmt: skip
         return values, _USUAL_COLUMNS, frozenset()
+    names = tuple(name for name in FIGURE_COLUMNS if name in first)
+    if len(names) != len(first):  # a figure of another kind: it goes in the JSON
+        return None
+    count = len(names)
+    pick = _picker(names)
     try:
         for t in tests:
-            if len(f := t.figures) != 6:  # the six figure columns
+            if len(f := t.figures) != count:
                 return None
             extend((t.nodeid, t.outcome, t.setup_s, t.call_s, t.teardown_s, t.start, t.stop,
-                    t.reruns, t.worker, t.message,
-                    f["cpu_time_s"], f["rss_peak_bytes"], f["read_bytes"], f["write_bytes"],
-                    f["read_chars"], f["write_chars"]))  # fmt: skip
+                    t.reruns, t.worker, t.message))  # fmt: skip
+            extend(pick(f))
     except KeyError:
-        return None  # not all the meter's figures
+        return None  # not the same figures
     # A bool or a text under a figure's name goes in the figures JSON (result_values).
-    width = 1 + len(_USUAL_COLUMNS) + len(FIGURE_COLUMNS)
+    width = 1 + len(_USUAL_COLUMNS) + count
     same = []
-    for name, start in zip(FIGURE_COLUMNS, range(2 + len(_USUAL_COLUMNS), 1 + width), strict=True):
+    for name, start in zip(names, range(2 + len(_USUAL_COLUMNS), 1 + width), strict=True):
         column = values[start::width]
         if _all_same(column):
             column = column[:1]  # one value (often 0): one type
@@ -286,7 +293,16 @@ def _usual_values(
         kinds = list(map(type, column))  # all of one kind, mostly: compared cheaply
         if kinds != _FLOATS and kinds != _INTS and not set(kinds) <= _NUMBER_OR_NONE:
             return None
-    return values, _USUAL_COLUMNS + FIGURE_COLUMNS, frozenset(same)
+    return values, _USUAL_COLUMNS + names, frozenset(same)
+
+
+def _picker(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """A function giving the values of ``names`` in a mapping, as a tuple (KeyError if
+    one is missing)."""
+    if len(names) == 1:
+        (name,) = names
+        return lambda figures: (figures[name],)
+    return operator.itemgetter(*names)
 
 
 def _clean_texts(texts: Sequence[str | None]) -> list[str | None] | None:
