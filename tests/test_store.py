@@ -265,6 +265,8 @@ def varied_records() -> list[TestRecord]:
         add(i, outcome="passed", figures=default_meter_figures(i))
     for i in range(100):  # four figures, but six in one result
         add(i, outcome="passed", figures=meter_figures(i) if i == 60 else default_meter_figures(i))
+    for i in range(100):  # one figure only (each of them a column)
+        add(i, outcome="passed", figures={"cpu_time_s": i / 3})
     odd_figures: list[dict[str, Any]] = [
         {"cpu_time_s": 0.5, "container.db.cpu_percent_peak": 12.5},  # other figures
         {**meter_figures(1), "container.db.rss_bytes_peak": 3.0},  # six and another
@@ -353,7 +355,7 @@ def test_a_run_is_stored_as_result_values_says(store: Store, tmp_path: Path) -> 
     ((seq, *_),) = list(store.recent_runs())
     back = {t.nodeid: t for t in store.run_tests(seq)}  # type: ignore[attr-defined]
     assert back["t.py::test_0"] == tests[0]
-    assert back["t.py::test[ü ✓]"].figures == tests[702].figures  # int, and in column order
+    assert back["t.py::test[ü ✓]"].figures == tests[802].figures  # int, and in column order
     assert back["t.py::test_500"] == tests[500]  # the default meter's four figures
     assert back["t.py::test_660"].figures == meter_figures(60)
     assert back["t.py::test_350"].figures["read_bytes"] is True
@@ -486,7 +488,9 @@ def test_history_reaches_back_past_the_runs_a_test_missed(store: Store) -> None:
     assert store.test_history("t.py::always", limit=0) == []
 
 
-@pytest.mark.parametrize("figures", [meter_figures, default_meter_figures, lambda i: {}])
+@pytest.mark.parametrize(
+    "figures", [meter_figures, default_meter_figures, lambda i: {"cpu_time_s": i / 3}, lambda i: {}]
+)
 def test_the_meters_figures_take_the_one_loop_path(figures: Callable[[int], Any]) -> None:
     """The results a session usually has, with the meter's figures (four by default, six
     with p3monitor_io_chars) or none, are read in one loop, not a call per result: a
