@@ -182,7 +182,7 @@ class History:
         )
 
     def fresh_run(self) -> tuple[RunInfo, list[TestRecord]]:
-        """One more run of the whole suite, as a session would save it."""
+        """One more run of the whole suite, as a default session would save it."""
         r = len(self.runs) - 1
         run = RunInfo(
             run_id=uuid.uuid4().hex,
@@ -213,7 +213,13 @@ class History:
                     reruns=row[6],
                     worker=row[7],
                     message=row[8],
-                    figures={"rss_bytes_peak": 50_000_000.0 + t, "cpu_percent": 12.5},
+                    # the resource meter's figures in a default session
+                    figures={
+                        "cpu_time_s": row[2] * 0.9,
+                        "rss_peak_bytes": 50_000_000 + 4096 * t,
+                        "read_bytes": 0,
+                        "write_bytes": 4096 * (t % 50 == 0),
+                    },
                 )
             )
         return run, records
