@@ -260,14 +260,7 @@ def _usual_values(
     """
     values: list[Any] = [0]
     extend = values.extend
-    first = tests[0].figures
-    if not first:  # resources off
-        for t in tests:
-            if t.figures:
-                return None
-            extend((t.nodeid, t.outcome, t.setup_s, t.call_s, t.teardown_s, t.start, t.stop,
-                    t.reruns, t.worker, t.message))  # fmt: skip
-        return values, _USUAL_COLUMNS, frozenset()
+    first = tests[0].figures  # none at all with p3monitor_test_resources = false
     names = tuple(name for name in FIGURE_COLUMNS if name in first)
     if len(names) != len(first):  # a figure of another kind: it goes in the JSON
         return None
@@ -298,7 +291,9 @@ def _usual_values(
 
 def _picker(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
     """A function giving the values of ``names`` in a mapping, as a tuple (KeyError if
-    one is missing)."""
+    one is missing); for no names, the empty tuple."""
+    if not names:
+        return lambda figures: ()
     if len(names) == 1:
         (name,) = names
         return lambda figures: (figures[name],)
