@@ -15,13 +15,16 @@ in. The parts:
   monitor   ``--p3monitor``: the monitor's report hook does its work (keeps the report and,
             at teardown, runs the resource meter) or returns at once (the call stays)
   meter     ``--p3monitor``: the resource meter on or off (the report hook keeps the reports)
+  syscalls  ``--p3monitor``: in the meter's place, only its two system calls (``getrusage``
+            and a read of ``/proc/self/statm``, the least an exact per-test CPU time and
+            peak RSS need) or nothing: what the meter cannot do without, on this machine
 
 Each figure includes what the part costs pytest's own work after it (the caches it evicts),
 which a loop of its own (``bench_sampling.py``) does not see. What it leaves out: the start
 and the end of the session, and the garbage collector's work on what the part keeps.
 
     python benchmarks/bench_pertest.py [--tests 5000] [--sessions 5] [--block 20]
-                                       [--parts dispatch,monitor,meter]
+                                       [--parts dispatch,monitor,meter,syscalls]
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from bench_overhead import SUITE, pytest_command, session_env
 # Loaded with -p: switches its part every BLOCK tests (counted by pytest_runtest_logfinish,
 # one call a test in both states) and writes the blocks' seconds at exit.
 PROBE = """
-import atexit, json, os, time
+import atexit, functools, json, os, resource, time
 
 import pytest
 
@@ -57,6 +60,16 @@ class _Noop:
 
 def _noop_report(report):
     pass
+
+
+_rusage = functools.partial(resource.getrusage, resource.RUSAGE_SELF)
+_statm = os.open("/proc/self/statm", os.O_RDONLY) if PART == "syscalls" else -1
+
+
+def _syscalls():
+    _rusage()
+    os.pread(_statm, 256, 0)
+    return {}
 
 
 _noop = _Noop()
@@ -83,7 +96,7 @@ def pytest_sessionstart(session):
             impl.function = _noop_report
     else:
         builder = monitor.builder
-        meter = builder.meter
+        meter = builder.meter if PART == "meter" else _syscalls
 
         def on():
             builder.meter = meter
@@ -124,6 +137,7 @@ PARTS = {
     "dispatch": ["-p", "no:p3monitor"],
     "monitor": ["--p3monitor"],
     "meter": ["--p3monitor"],
+    "syscalls": ["--p3monitor"],
 }
 
 
