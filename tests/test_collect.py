@@ -248,3 +248,95 @@ def test_a_failed_teardowns_figures_count_in_its_test() -> None:
     )
     (rec,) = b.records.values()
     assert (rec.reruns, rec.figures) == (1, {"cpu_time_s": 0.75})
+
+
+def finished(*reports: Rep) -> dict[str, Any]:
+    """The records once the run loop is over (:meth:`RecordBuilder.finish`)."""
+    b = fold(*reports)
+    b.finish()
+    return b.records
+
+
+def test_a_test_stopped_in_the_middle_is_left_out() -> None:
+    """Ctrl-C or pytest.exit() in a test: pytest counts it nowhere, nor does the history."""
+    setup, call, teardown = Rep("setup", "passed"), Rep("call", "passed"), Rep("teardown", "passed")
+    assert finished(setup) == {}  # stopped in its call
+    assert finished(setup, teardown) == {}  # --setup-only: no call
+    # the attempt before the stop had failed and was to run again
+    assert finished(setup, Rep("call", "rerun"), teardown, setup) == {}
+    assert finished(setup, Rep("call", "rerun"), teardown) == {}
+    # stopped in its teardown, after the call reported: pytest counts the call
+    assert finished(setup, call)["t.py::test_x"].outcome == "passed"
+    assert finished(Rep("setup", "failed"))["t.py::test_x"].outcome == "error"
+    assert finished(Rep("setup", "skipped"))["t.py::test_x"].outcome == "skipped"
+    assert finished(setup, teardown, Rep("teardown", "failed"))["t.py::test_x"].outcome == "error"
+    # an unfinished test does not take the others with it
+    other = {"nodeid": "t.py::test_y", "location": ("t.py", 20, "test_y")}
+    kept = finished(setup, call, teardown, Rep("setup", "passed", **other))
+    assert list(kept) == ["t.py::test_x"]
+
+
+def test_the_report_of_a_crashed_xdist_worker() -> None:
+    """xdist reports the test a worker died in as failed, with when '???', no line, and
+    start and stop 0 (not times: taken as such they made a run of 56 years)."""
+    crash = {
+        "start": 0.0,
+        "stop": 0.0,
+        "duration": 0.0,
+        "location": ("t.py", None, "t.py"),
+        "longrepr": "worker 'gw0' crashed while running 't.py::test_x'",
+    }
+    alone = finished(Rep("???", "failed", **crash))["t.py::test_x"]
+    assert (alone.outcome, alone.start, alone.stop, alone.line) == ("failed", None, None, None)
+    assert alone.message == "worker 'gw0' crashed while running 't.py::test_x'"
+    after_setup = finished(Rep("setup", "passed"), Rep("???", "failed", **crash))
+    rec = after_setup["t.py::test_x"]
+    assert (rec.outcome, rec.start, rec.stop) == ("failed", 100.0, 100.1)
+    # rerun after the crash (pytest-rerunfailures): the times and line come with the rerun
+    rerun = {**crash, "outcome": "rerun"}
+    attempt = [Rep("setup", "passed"), Rep("call", "passed"), Rep("teardown", "passed")]
+    then = finished(Rep("???", **rerun), *attempt)["t.py::test_x"]
+    assert (then.outcome, then.reruns, then.start, then.stop, then.line) == (
+        "passed",
+        1,
+        100.0,
+        100.1,
+        10,
+    )
+
+
+def test_reruns_count_attempts_not_reports() -> None:
+    """pytest-rerunfailures reports every failed phase of an attempt as a rerun (the call,
+    then the teardown), numbering the attempts in ``rerun``: two reruns, not four."""
+    reports = []
+    for attempt in range(3):
+        last = attempt == 2
+        n = {"extra": {"rerun": attempt}}
+        call = Rep("call", "passed" if last else "rerun", **n)
+        call.longrepr = None if last else LongRepr(Crash(f"call broke {attempt}"))
+        teardown = Rep("teardown", "passed" if last else "rerun", **n)
+        reports += [Rep("setup", "passed", **n), call, teardown]
+    rec = finished(*reports)["t.py::test_x"]
+    assert (rec.outcome, rec.reruns) == ("passed", 2)
+    assert rec.message == "call broke 1"  # the last failed attempt's first failure
+
+
+def test_subtests_with_reruns_count_in_the_attempt_that_ends_the_test() -> None:
+    """pytest-rerunfailures reports an attempt's subtests before its setup; a rerun drops
+    the attempt's subtests (as its summary does)."""
+
+    def subtest(message: str) -> Rep:
+        return Rep("call", "failed", longrepr=LongRepr(Crash(message)), extra={"context": 1})
+
+    rec = finished(
+        subtest("first attempt"),
+        Rep("setup", "passed"),
+        Rep("call", "rerun"),
+        Rep("teardown", "passed"),
+        subtest("second attempt"),
+        Rep("setup", "passed"),
+        Rep("call", "passed"),
+        Rep("teardown", "passed"),
+    )["t.py::test_x"]
+    assert (rec.outcome, rec.reruns, rec.subtests_failed) == ("failed", 1, 1)
+    assert rec.message == "second attempt"

@@ -380,8 +380,161 @@ def test_interrupted_session_is_stored_and_keeps_exit_status(pytester: pytest.Py
     result = pytester.runpytest_subprocess("--p3monitor", "-p", "no:randomly")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     rows = store_rows(pytester.path / DB, "SELECT tests, exit_status FROM p3m_runs")
-    assert rows[0][1] == 2
-    assert "test_int.py::test_first" in results(pytester.path / DB)
+    assert rows == [(1, 2)]
+    # the test stopped in its call is no result (pytest counts it nowhere either)
+    assert list(results(pytester.path / DB)) == ["test_int.py::test_first"]
+
+
+@pytest.mark.parametrize("n", [None, "2"])
+def test_a_test_that_stops_the_session_is_no_result(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, n: str | None
+) -> None:
+    """pytest.exit() in a test: the monitor counts what pytest counts (it once stored the
+    stopped test as passed). Under xdist the controller gets the worker's going down as a
+    crash of that test, which pytest counts as failed."""
+    if n:
+        pytest.importorskip("xdist")
+        monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    pytester.makepyfile(
+        test_exit="""
+        import pytest
+
+        def test_first():
+            pass
+
+        def test_stop():
+            pytest.exit("enough")
+
+        def test_never():
+            pass
+        """
+    )
+    args = ["--p3monitor", "--p3monitor-json=r.json", "-p", "no:randomly"]
+    if n:
+        args += ["-n", n, "--dist", "loadfile"]  # one worker, in order
+    result = pytester.runpytest_subprocess(*args)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    counted = result.parseoutcomes()
+    report = json.loads((pytester.path / "r.json").read_text())
+    outcomes = {t["nodeid"]: t["outcome"] for t in report["tests"]}
+    expected = {"test_exit.py::test_first": "passed"}
+    if n:
+        expected["test_exit.py::test_stop"] = "failed"
+    assert outcomes == expected
+    reliability = report["metrics"]["reliability"]
+    assert (reliability["passed"], reliability["failed"]) == (
+        counted.get("passed", 0),
+        counted.get("failed", 0),
+    )
+
+
+CRASH_SUITE = """
+import os, pathlib, pytest
+
+@pytest.fixture
+def crash_once():
+    mark = pathlib.Path("crashed")
+    if not mark.exists():
+        mark.touch()
+        os._exit(1)
+
+def test_crashes_once(crash_once):
+    pass
+
+def test_other():
+    pass
+"""
+
+
+def test_a_crashed_xdist_worker(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """xdist's report of the test a worker died in: failed, as pytest counts it, and no
+    time of its own (its 0 once made the run's test execution time 56 years, which a gate
+    on it turned into a failed session). The worker xdist starts in the dead one's place
+    is not one more worker."""
+    pytest.importorskip("xdist")
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    pytester.makepyfile(test_crash=CRASH_SUITE)
+    gate = "--p3monitor-fail-on=test_execution_time > 180s"
+    result = pytester.runpytest_subprocess("--p3monitor", gate, "-n", "2", "-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    got = results(pytester.path / DB)
+    assert got["test_crash.py::test_crashes_once"][0] == "failed"
+    assert "crashed" in got["test_crash.py::test_crashes_once"][3]
+    ((workers, elapsed),) = store_rows(
+        pytester.path / DB, "SELECT workers, test_execution_time_s FROM p3m_runs"
+    )
+    assert workers == 2
+    assert 0 <= elapsed < 60
+    assert "gate failed" not in result.stdout.str()
+
+
+def test_a_crash_rerun_keeps_the_exit_status(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The crash rerun by pytest-rerunfailures passes: exit 0, and a gate on the test
+    execution time does not see the crash report's 0 as a time. (pytest-rerunfailures
+    does not always learn of the crash in time to rerun it: then it fails, and the exit
+    status is 1 with or without the monitor.)"""
+    pytest.importorskip("xdist")
+    pytest.importorskip("pytest_rerunfailures")
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    pytester.makepyfile(test_crash=CRASH_SUITE)
+    gate = "--p3monitor-fail-on=test_execution_time > 180s"
+    result = pytester.runpytest_subprocess(
+        "--p3monitor", gate, "-n", "2", "--reruns", "1", "-p", "no:randomly"
+    )
+    outcomes = result.parseoutcomes()
+    rerun = outcomes.get("rerun", 0) == 1
+    assert outcomes == ({"passed": 2, "rerun": 1} if rerun else {"passed": 1, "failed": 1})
+    assert result.ret == (pytest.ExitCode.OK if rerun else pytest.ExitCode.TESTS_FAILED)
+    assert "gate failed" not in result.stdout.str()
+    got = results(pytester.path / DB)
+    expected = ("passed", 1) if rerun else ("failed", 0)
+    assert got["test_crash.py::test_crashes_once"][:2] == expected
+    ((elapsed,),) = store_rows(pytester.path / DB, "SELECT test_execution_time_s FROM p3m_runs")
+    assert 0 <= elapsed < 60
+
+
+def test_reruns_count_attempts_when_the_teardown_fails_too(pytester: pytest.Pytester) -> None:
+    """A failed call and a failed teardown in one attempt are two rerun reports: one rerun."""
+    pytest.importorskip("pytest_rerunfailures")
+    pytester.makepyfile(
+        test_td="""
+        import pytest
+
+        @pytest.fixture
+        def broken_teardown():
+            yield
+            raise RuntimeError("teardown broke")
+
+        def test_both_fail(broken_teardown):
+            assert False, "call broke"
+        """
+    )
+    result = pytester.runpytest("--p3monitor", "--reruns", "2", "-p", "no:randomly")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    outcome, reruns, _, message = results(pytester.path / DB)["test_td.py::test_both_fail"]
+    assert (outcome, reruns) == ("failed", 2)
+    assert "call broke" in message
+
+
+def test_subtests_with_reruns_count_on_their_test(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("pytest_rerunfailures")
+    pytester.makepyfile(
+        test_sub="""
+        def test_mixed(subtests):
+            for i in range(3):
+                with subtests.test(i=i):
+                    assert i != 1, f"subtest {i} broke"
+        """
+    )
+    pytester.runpytest(
+        "--p3monitor", "--p3monitor-json=r.json", "--reruns", "1", "-p", "no:randomly"
+    )
+    (entry,) = json.loads((pytester.path / "r.json").read_text())["tests"]
+    assert (entry["outcome"], entry["reruns"], entry.get("subtests_failed")) == ("failed", 1, 1)
+    assert "subtest 1 broke" in results(pytester.path / DB)["test_sub.py::test_mixed"][3]
 
 
 def test_a_gate_that_fails_the_session_says_so_in_the_last_line(pytester: pytest.Pytester) -> None:

@@ -93,6 +93,9 @@ class RecordBuilder:
         # from an xdist worker never match, and a setup report always looks up.
         self._location: object = None
         self._record: TestRecord | None = None
+        # The tests whose last attempt has not ended yet: set up (or rerun), and no call
+        # or counted phase since. Left out at :meth:`finish` (see there).
+        self._unfinished: set[str] = set()
 
     @property
     def records(self) -> dict[str, TestRecord]:
@@ -116,6 +119,19 @@ class RecordBuilder:
                 attrs[FIGURES_ATTR] = self.meter()
         if len(pending) >= FOLD_BATCH:
             self._fold_pending()
+
+    def finish(self) -> None:
+        """The run loop is over: leave out the tests whose last attempt never ended.
+
+        A ``KeyboardInterrupt`` or ``pytest.exit()`` during a test leaves its setup report
+        (or a rerun report) without the reports that end the attempt; a test run with
+        ``--setup-only`` has no call. pytest counts none of them, and they must not go into
+        the history as results. A test whose call reported before the stop is kept.
+        """
+        records = self.records
+        for nodeid in self._unfinished:
+            records.pop(nodeid, None)
+        self._unfinished.clear()
 
     def _fold_pending(self) -> None:
         pending, self._pending = self._pending, []
@@ -143,18 +159,33 @@ class RecordBuilder:
                 line = None if lineno is None else lineno + 1
                 # (nodeid, outcome, file, line) positionally: bound faster than keywords
                 rec = self._records[nodeid] = TestRecord(nodeid, "passed", fspath, line)
-                rec.start = attrs.get("start")
+                rec.start = attrs.get("start") or None  # 0: see below
+            elif rec.start is None:  # its first report was a crashed xdist worker's
+                rec.start = attrs.get("start") or None
+                if rec.line is None and location[1] is not None:
+                    rec.line = location[1] + 1
             self._location, self._record = location, rec
         stop = attrs.get("stop")
-        if stop is not None:
+        if stop:  # 0 (not a time) on the report xdist makes for a test its worker crashed in
             rec.stop = stop
         worker = attrs.get("worker_id")
         if worker is not None:
             rec.worker = worker
 
         if outcome == "rerun":
-            rec.reruns += 1
-            rec.message = short_message(report)
+            # pytest-rerunfailures: this attempt failed and the test runs again. Every failed
+            # phase of the attempt reports a rerun (the call and then the teardown, say);
+            # ``rerun`` numbers the attempts from 0, so count attempts, not reports.
+            attempt = attrs.get("rerun")
+            if not isinstance(attempt, int):  # (older versions: one report an attempt)
+                rec.reruns += 1
+                rec.message = short_message(report)
+            elif attempt >= rec.reruns:
+                rec.reruns = attempt + 1
+                rec.message = short_message(report)  # the attempt's first failure
+            # The attempt's subtests go with it (pytest-rerunfailures drops them too).
+            rec.subtests_failed = 0
+            self._unfinished.add(rec.nodeid)  # until the next attempt ends
             figures = attrs.get(FIGURES_ATTR)  # a teardown that failed: its attempt's figures
             if figures:
                 _add_to_record(rec, figures)
@@ -164,13 +195,15 @@ class RecordBuilder:
         if when == "call":
             if attrs.get("context") is not None:
                 # A subtest: count its failure on the test, keep the test's own timings.
+                # (With pytest-rerunfailures an attempt's subtests report before its setup.)
                 if outcome == "failed":
-                    rec.subtests_failed += 1
-                    if rec.message is None:
+                    if not rec.subtests_failed:  # the attempt's first: its message says why
                         rec.message = short_message(report)
+                    rec.subtests_failed += 1
                     if rec.outcome == "passed":
                         rec.outcome = "failed"
                 return
+            self._unfinished.discard(rec.nodeid)
             rec.call_s = report.duration
             if outcome == "passed":
                 new = "xpassed" if "wasxfail" in attrs else "passed"
@@ -189,19 +222,31 @@ class RecordBuilder:
             rec.setup_s, rec.call_s, rec.teardown_s = report.duration, 0.0, 0.0
             if outcome == "passed":
                 new = "passed"
-            elif outcome == "skipped":
-                new = "xfailed" if "wasxfail" in attrs else "skipped"
+                self._unfinished.add(rec.nodeid)  # until its call reports
             else:
-                new = "error"
-                rec.message = short_message(report)
+                if outcome == "skipped":
+                    new = "xfailed" if "wasxfail" in attrs else "skipped"
+                else:
+                    new = "error"
+                    rec.message = short_message(report)
+                self._unfinished.discard(rec.nodeid)
             rec.outcome = new
-            rec.subtests_failed = 0
+            return
+        if when != "teardown":
+            # xdist's report for the test its worker crashed in ("???"): pytest counts it
+            # as failed.
+            if outcome == "failed":
+                self._unfinished.discard(rec.nodeid)
+                rec.outcome = "failed"
+                rec.message = short_message(report)
             return
         # teardown: the end of an attempt
         rec.teardown_s = report.duration
-        if outcome == "failed" and rec.outcome in _PASSED_LIKE:
-            rec.outcome = "error"
-            rec.message = short_message(report)
+        if outcome == "failed":
+            self._unfinished.discard(rec.nodeid)  # an error, which pytest counts
+            if rec.outcome in _PASSED_LIKE:
+                rec.outcome = "error"
+                rec.message = short_message(report)
         figures = attrs.get(FIGURES_ATTR)  # measured here, or in an xdist worker
         if figures:
             _add_to_record(rec, figures)

@@ -20,7 +20,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,7 @@ class MonitorSession:
         self._store: Store | None = None
         self._store_failed = False
         self._git: GitLookup | None = None
+        self._workers_up = 0
 
         root = config.rootpath
         self.db_setting = setting(config, "p3monitor_db", env="P3MONITOR_DB")
@@ -183,12 +184,23 @@ class MonitorSession:
     # -- pytest hooks ------------------------------------------------------------------------
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodeready(self, node: Any) -> None:
-        self.run.workers += 1
+        # The workers running at once, at most: xdist replaces a crashed worker with a new
+        # one (down, then ready), which is not one more.
+        self._workers_up += 1
+        self.run.workers = max(self.run.workers, self._workers_up)
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtestloop(self, session: pytest.Session) -> None:
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        self._workers_up -= 1
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
         # Before any test runs: the feature plugins may read the run's commit from here on.
         self.settle_run()
+        try:
+            return (yield)
+        finally:  # also when the loop was interrupted (Ctrl-C, pytest.exit)
+            self.guarded("recording the tests", self.builder.finish)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.is_worker:
