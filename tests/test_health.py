@@ -127,6 +127,25 @@ def test_targets_and_weights_override() -> None:
         compute_health(values, weights=dict.fromkeys(COMPONENTS, 0.0))
 
 
+@given(
+    st.dictionaries(
+        st.sampled_from(COMPONENTS),
+        st.floats(min_value=0, max_value=1.7e308) | st.sampled_from([0.0, 5e-324, 1.7e308]),
+    )
+)
+def test_any_weights_are_normalised_to_a_score(weights: dict[str, float]) -> None:
+    """Weights are relative: the largest double, the smallest, or anything between still
+    give a score (weights near the limit once added up to inf and gave none, which left a
+    health_score gate unevaluated)."""
+    if not max({**DEFAULT_WEIGHTS, **weights}.values()) > 0:
+        return
+    result = compute_health(ALL_MET, weights=weights)
+    assert result.score == 100.0
+    assert sum(result.weights.values()) == pytest.approx(1.0, abs=1e-3)
+    huge = compute_health(ALL_MET, weights={"reliability": 1e308, "performance": 1e308})
+    assert (huge.weights["reliability"], huge.weights["performance"]) == (0.5, 0.5)
+
+
 def test_parse_targets() -> None:
     assert parse_targets(["total_ci_time = 10m", "success_rate=90%, test_stability = 98"]) == {
         "total_ci_time": 600.0,

@@ -13,6 +13,8 @@ from pytest_p3monitor.cli import main
 from pytest_p3monitor.records import RunInfo, TestRecord
 from pytest_p3monitor.store.sqlite import SQLiteStore
 
+from conftest import store_rows
+
 DAY = 24 * 3600.0
 
 
@@ -264,4 +266,109 @@ def test_trends_empty_and_bad_days(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "no runs stored in the last 30 days" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["trends", "--db", str(path), "--days", "0"])
-    assert "--days must be at least 1" in capsys.readouterr().err
+    assert "--days: the number of days is from 1 to 36,500, not 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "what", "maximum"),
+    [
+        (["runs"], "--limit", "runs", "1,000,000"),
+        (["history", "t.py::test_a"], "--limit", "runs", "1,000,000"),
+        (["flaky"], "--window", "runs", "1,000,000"),
+        (["health"], "--window", "runs", "1,000,000"),
+        (["trends"], "--days", "days", "36,500"),
+    ],
+)
+@pytest.mark.parametrize("value", ["0", "-1", "99999999999999999999", "x"])
+def test_counts_out_of_range_are_usage_errors(
+    db: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+    option: str,
+    what: str,
+    maximum: str,
+    value: str,
+) -> None:
+    """Once 0 listed nothing, -1 everything, and a huge number was a traceback (too large
+    for SQLite, or for a date)."""
+    with pytest.raises(SystemExit) as excinfo:
+        main([*command, "--db", str(db), f"{option}={value}"])
+    assert excinfo.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    if value == "x":
+        assert f"argument {option}: 'x' is not a whole number" in err
+    else:
+        assert f"argument {option}: the number of {what} is from 1 to {maximum}" in err
+    assert main([*command, "--db", str(db), f"{option}=1"]) == 0
+
+
+def test_health_counts_the_flaky_tests_of_the_newest_run(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """flaky_rate is a share of the run's own tests: a flaky test the newest run did not
+    have is not one of them (it once was, so the command's score and the session's
+    differed)."""
+    store = SQLiteStore(db)
+    run = RunInfo(run_id="run10", started_at=time.time(), commit="c2", branch="main")
+    run.finished_at = run.started_at + 100.0
+    tests = [TestRecord(nodeid="t.py::test_new", outcome="passed", call_s=1.0)]
+    store.save_run(run, tests, _metrics(100.0, 50.0))
+    store.close()
+    assert main(["health", "--db", str(db), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["newest_run"]["id"] == "run10"
+    assert data["flaky_count"] == 0
+    assert data["health"]["kpis"]["test_stability"]["value"] == 100.0
+
+
+def test_health_takes_the_flaky_figures_the_session_stored(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = SQLiteStore(db)
+    run = RunInfo(run_id="run10", started_at=time.time(), commit="c2", branch="main")
+    metrics = _metrics(100.0, 50.0)
+    metrics["metrics"]["figures"] = {"flaky_count": 2.0, "flaky_rate": 50.0}
+    tests = [
+        TestRecord(nodeid="t.py::test_a", outcome="passed", call_s=1.0),
+        TestRecord(nodeid="t.py::test_flaky", outcome="passed", call_s=1.0),
+    ]
+    store.save_run(run, tests, metrics)
+    store.close()
+    assert main(["health", "--db", str(db), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["flaky_count"] == 2
+    assert data["health"]["kpis"]["test_stability"]["value"] == 0.0  # 100% - 2 of 2
+
+
+def test_health_score_of_the_command_is_the_sessions(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reviewer's case: a flaky test in an earlier run of other tests made the command
+    score the newest run 80.4, where its session had stored 100."""
+    pytest.importorskip("pytest_rerunfailures")
+    pytester.makepyfile(
+        test_flip="""
+        import pathlib
+
+        def test_flip():
+            mark = pathlib.Path("ran")
+            first = not mark.exists()
+            mark.touch()
+            assert not first
+        """
+    )
+    pytester.runpytest("--p3monitor", "--p3monitor-db=r.db", "--reruns", "1")
+    (pytester.path / "test_flip.py").unlink()
+    pytester.makepyfile(test_other="def test_other(): pass")
+    pytester.runpytest("--p3monitor", "--p3monitor-db=r.db")
+    ((stored,),) = store_rows(
+        pytester.path / "r.db",
+        "SELECT json_extract(metrics, '$.health_score') FROM p3m_runs ORDER BY seq DESC LIMIT 1",
+    )
+    capsys.readouterr()
+    args = ["health", "--db", str(pytester.path / "r.db"), "--format", "json", "--check"]
+    assert main([*args, "--min-score", "90"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["score"] == stored == 100.0
+    assert data["flaky_count"] == 0

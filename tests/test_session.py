@@ -358,6 +358,18 @@ def test_exit_status_unchanged_when_everything_passes(pytester: pytest.Pytester)
     assert pytester.runpytest("--p3monitor").ret == pytest.ExitCode.OK
 
 
+@pytest.mark.parametrize("option", ["--collect-only", "--setup-only", "--setup-plan"])
+def test_a_session_that_runs_no_test_is_not_recorded(
+    pytester: pytest.Pytester, option: str
+) -> None:
+    """Nothing ran: no run is stored, and no gate turns the exit status into 1."""
+    pytester.makepyfile(test_one="def test_one(): pass")
+    result = pytester.runpytest("--p3monitor", "--p3monitor-fail-on=passed < 1", option)
+    assert result.ret == pytest.ExitCode.OK
+    assert not (pytester.path / ".p3monitor").exists()
+    result.stdout.no_fnmatch_line("*- p3monitor -*")  # no summary section
+
+
 def test_no_tests_collected_keeps_exit_5(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--p3monitor")
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED

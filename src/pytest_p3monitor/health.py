@@ -249,10 +249,13 @@ def compute_health(
     """
     merged_weights = dict(DEFAULT_WEIGHTS)
     merged_weights.update(weights or {})
-    total = sum(merged_weights.values())
-    if not total > 0:
+    # Relative to the largest first: weights near the float's limit must not add up to inf.
+    top = max(merged_weights.values())
+    if not top > 0:
         raise ValueError("the health weights must not all be zero")
-    norm = {name: merged_weights[name] / total for name in COMPONENTS}
+    scaled = {name: merged_weights[name] / top for name in COMPONENTS}
+    total = sum(scaled.values())
+    norm = {name: scaled[name] / total for name in COMPONENTS}
 
     kpis: list[KpiResult] = []
     for spec in KPIS.values():
@@ -343,7 +346,7 @@ def parse_weights(lines: Iterable[str]) -> dict[str, float]:
             raise ValueError(f"weight {name}={text} must be a number >= 0")
         weights[name] = value
     merged = {**DEFAULT_WEIGHTS, **weights}
-    if not sum(merged.values()) > 0:
+    if not max(merged.values()) > 0:
         raise ValueError("the weights must not all be zero")
     return weights
 

@@ -255,9 +255,13 @@ def _skip_assertion_rewriting(pluginmanager: PluginManager) -> None:
         marked.discard(__package__)
 
 
+#: pytest's options that run no test: a session with one is no run to record or judge.
+NO_TESTS_RUN = ("collectonly", "setuponly", "setupplan")
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    if not enabled(config):
+    if not enabled(config) or any(config.getoption(name, False) for name in NO_TESTS_RUN):
         return
     # Imported here so that sessions without --p3monitor never pay for it.
     from .session import MonitorSession

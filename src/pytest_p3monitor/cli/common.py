@@ -135,3 +135,26 @@ __all__ = [
     "redact_url",
     "render_table",
 ]
+
+
+def counting(what: str, maximum: int) -> Callable[[str], int]:
+    """An argparse type for a count of ``what`` from 1 to ``maximum`` (a bound that keeps
+    the value in range for the database and the calendar)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not 1 <= value <= maximum:
+            raise argparse.ArgumentTypeError(
+                f"the number of {what} is from 1 to {maximum:,}, not {value:,}"
+            )
+        return value
+
+    return parse
+
+
+#: The most runs a command reads or lists (far more than a store keeps in practice, and
+#: within what the database's integers hold).
+MAX_RUNS = 1_000_000

@@ -11,20 +11,18 @@ from typing import Any
 
 from ..flaky import FlakyResult, classify_all, rank
 from ..report.json_report import iso
-from .common import add_command, guarded, print_json, reading_store, render_table
+from .common import (
+    MAX_RUNS,
+    add_command,
+    counting,
+    guarded,
+    print_json,
+    reading_store,
+    render_table,
+)
 
 DEFAULT_WINDOW = 100
 MESSAGE_WIDTH = 60
-
-
-def _window(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of runs") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"the window must be at least 1 run, not {value}")
-    return value
 
 
 def add_parser(subparsers: Any) -> None:
@@ -33,7 +31,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--window",
-        type=_window,
+        type=counting("runs", MAX_RUNS),
         default=DEFAULT_WINDOW,
         metavar="N",
         help=f"how many recent runs to judge each test on (default {DEFAULT_WINDOW})",

@@ -17,21 +17,20 @@ from ..flaky import classify_all
 from ..records import RunRow
 from ..report.json_report import iso
 from ..rules import RuleError, RuleResult, evaluate, format_value, parse_rule, report_metrics
-from .common import CommandError, add_command, guarded, print_json, reading_store, render_table
+from .common import (
+    MAX_RUNS,
+    CommandError,
+    add_command,
+    counting,
+    guarded,
+    print_json,
+    reading_store,
+    render_table,
+)
 
 DEFAULT_WINDOW = 20
 DEFAULT_MIN_SCORE = 85.0
 FLAKY_WINDOW = 100
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def _score(text: str) -> float:
@@ -60,7 +59,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--window",
-        type=_positive_int,
+        type=counting("runs", MAX_RUNS),
         default=DEFAULT_WINDOW,
         metavar="N",
         help=f"recent runs to judge the success rate and wait time on (default {DEFAULT_WINDOW})",
@@ -110,6 +109,13 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def _stored_figure(row: RunRow, name: str) -> float | None:
+    """A figure the run's session computed and stored (``metrics.figures``), if any."""
+    figures = (row.metrics.get("metrics") or {}).get("figures")
+    value = figures.get(name) if isinstance(figures, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _flaky_in_session(row: RunRow) -> int:
     rel = (row.metrics.get("metrics") or {}).get("reliability") or {}
     found = rel.get("flaky_in_session") if isinstance(rel, dict) else None
@@ -142,12 +148,23 @@ def run(args: argparse.Namespace) -> int:
                 + (f" on branch {args.branch!r}" if args.branch else "")
                 + ": run pytest --p3monitor first"
             )
-        flaky_count = sum(
-            1
-            for r in classify_all(store.failing_histories(FLAKY_WINDOW, args.branch))
-            if r.is_flaky
-        )
-    current, history = rows[0], rows[1:]
+        current, history = rows[0], rows[1:]
+        # The run's flaky tests as its session judged them (flaky_rate is a share of the
+        # run's own tests); judged here from the history only for a run stored without them.
+        stored_count = _stored_figure(current, "flaky_count")
+        if stored_count is not None:
+            flaky_count = int(stored_count)
+        else:
+            own = current.run.run_id
+            flaky_count = sum(
+                1
+                for r in classify_all(
+                    (nodeid, rows_)
+                    for nodeid, rows_ in store.failing_histories(FLAKY_WINDOW, args.branch)
+                    if any(row.run_id == own for row in rows_)
+                )
+                if r.is_flaky
+            )
     flaky_rate = 100.0 * flaky_count / current.tests if current.tests else None
     kpis = health.kpi_values(
         current,

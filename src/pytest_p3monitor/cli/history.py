@@ -6,13 +6,24 @@ import argparse
 from typing import Any
 
 from ..report.json_report import iso
-from .common import CommandError, add_command, guarded, print_json, reading_store, render_table
+from .common import (
+    MAX_RUNS,
+    CommandError,
+    add_command,
+    counting,
+    guarded,
+    print_json,
+    reading_store,
+    render_table,
+)
 
 
 def add_parser(subparsers: Any) -> None:
     parser = add_command(subparsers, "history", "one test's results across runs", run)
     parser.add_argument("nodeid", help="the test's node id, as pytest prints it")
-    parser.add_argument("--limit", type=int, default=50, help="how many runs (default 50)")
+    parser.add_argument(
+        "--limit", type=counting("runs", MAX_RUNS), default=50, help="how many runs (default 50)"
+    )
     parser.add_argument("--branch", default=None, help="only runs of this branch")
 
 

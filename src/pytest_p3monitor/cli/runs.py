@@ -7,12 +7,22 @@ from typing import Any
 
 from ..records import RunRow
 from ..report.json_report import iso
-from .common import add_command, guarded, print_json, reading_store, render_table
+from .common import (
+    MAX_RUNS,
+    add_command,
+    counting,
+    guarded,
+    print_json,
+    reading_store,
+    render_table,
+)
 
 
 def add_parser(subparsers: Any) -> None:
     parser = add_command(subparsers, "runs", "list recent runs, newest first", run)
-    parser.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+    parser.add_argument(
+        "--limit", type=counting("runs", MAX_RUNS), default=20, help="how many runs (default 20)"
+    )
     parser.add_argument("--branch", default=None, help="only runs of this branch")
 
 

@@ -9,22 +9,14 @@ from typing import Any
 
 from .. import trends
 from ..rules import format_value
-from .common import add_command, guarded, print_json, reading_store, render_table
+from .common import add_command, counting, guarded, print_json, reading_store, render_table
 
 DEFAULT_DAYS = 30
+#: A hundred years: the most days back a date can be counted from today.
+MAX_DAYS = 36_500
 #: At most this many runs are read (newest first).
 MAX_RUNS = 100_000
 _DAY = 24 * 3600.0
-
-
-def _days(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"--days must be at least 1, not {value}")
-    return value
 
 
 def add_parser(subparsers: Any) -> None:
@@ -36,7 +28,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--days",
-        type=_days,
+        type=counting("days", MAX_DAYS),
         default=DEFAULT_DAYS,
         metavar="N",
         help=f"how many days back, today included (default {DEFAULT_DAYS})",
