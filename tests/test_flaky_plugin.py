@@ -202,6 +202,22 @@ class TestQuarantine:
             ["quarantined (1): test_mod.py::test_flip - other failures still fail the session"]
         )
 
+    @pytest.mark.parametrize("stop", ["-x", "--maxfail=1"])
+    def test_a_session_stopped_early_still_fails(
+        self, pytester: pytest.Pytester, stop: str
+    ) -> None:
+        """-x stopped the session at the flaky failure: the tests after it never ran, and
+        may be broken (test_ok is), so quarantine cannot say the session passes."""
+        seed(pytester, {"test_mod.py::test_flip": "PFPPF", "test_mod.py::test_ok": "PPPPP"})
+        pytester.makeini(self.INI)
+        write_suite(pytester, flip=False, ok=False)
+        result = session(pytester, "c0", stop, "-p", "no:randomly")
+        result.assert_outcomes(failed=1)
+        assert result.ret == pytest.ExitCode.TESTS_FAILED
+        result.stdout.fnmatch_lines(
+            ["quarantined (1): test_mod.py::test_flip - the session stopped before its other*"]
+        )
+
     @pytest.mark.parametrize(
         ("history", "why"),
         [

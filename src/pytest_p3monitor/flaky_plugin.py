@@ -141,6 +141,7 @@ class FlakyPlugin:
         self.marked: list[str] = []
         self.sent = False
         self.exit_status_changed = False
+        self.stopped_early = False  # -x or --maxfail ended the session before every test ran
         self._collection_failed = False
         if self.rerun_flaky and not config.pluginmanager.hasplugin("rerunfailures"):
             monitor.warn(
@@ -251,11 +252,14 @@ class FlakyPlugin:
         for verdict in failed:
             verdict.quarantined = verdict.known_flaky and verdict.after.status == "flaky"
         failures = sum(1 for r in self.monitor.records.values() if r.outcome in FAILING_OUTCOMES)
+        # -x / --maxfail stopped the session: the tests it never ran may be broken.
+        self.stopped_early = bool(session.shouldfail or session.shouldstop)
         if (
             failures
             and len(failed) == failures
             and all(v.quarantined for v in failed)
             and not self._collection_failed
+            and not self.stopped_early
             and session.exitstatus == pytest.ExitCode.TESTS_FAILED
         ):
             session.exitstatus = pytest.ExitCode.OK
@@ -345,6 +349,8 @@ class FlakyPlugin:
         if quarantined:
             if self.exit_status_changed:
                 outcome = "the session passes (p3monitor_quarantine)"
+            elif self.stopped_early:
+                outcome = "the session stopped before its other tests ran, so it still fails"
             else:
                 outcome = "other failures still fail the session"
             tr.write_line(
