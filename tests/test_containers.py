@@ -204,6 +204,17 @@ def test_wrong_docker_host_is_one_warning(
     assert report["metrics"]["resource_usage"]["process"]["samples"] >= 1
 
 
+def test_a_password_in_docker_host_is_not_shown(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "tcp://ci:Secr3tDH@127.0.0.1:1")
+    pytester.makepyfile("def test_a(): pass")
+    result, _ = _run(pytester, "--p3monitor-containers=all")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*cannot reach the Docker engine at tcp://ci:***@127.0.0.1:1*"])
+    assert "Secr3tDH" not in result.stdout.str() + result.stderr.str()
+
+
 def test_a_filter_that_matches_nothing_is_one_warning(
     pytester: pytest.Pytester, engine_env: Callable[[pytest.Pytester, str], None]
 ) -> None:

@@ -18,6 +18,7 @@ from pytest_p3monitor.exporters.endpoint import (
     auth_headers,
     check_url,
     post_json,
+    short_reason,
 )
 from pytest_p3monitor.exporters.redact import (
     MASK,
@@ -400,3 +401,19 @@ def test_secrets_never_reach_output_reports_or_store(
     for secret in (token, password, "QUERYKEY12345"):
         assert not any(secret in text for text in texts), secret
     assert len(outbox_files(pytester)) == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (
+            "HTTPConnectionPool(host='127.0.0.1', port=1): Max retries exceeded (Caused by "
+            "NewConnectionError('<urllib3.connection.HTTPConnection object>: Failed to "
+            "establish a new connection: [Errno 111] Connection refused'))",
+            "[Errno 111] Connection refused",
+        ),
+        ("<urlopen error [Errno 111] Connection refused>", "[Errno 111] Connection refused"),
+    ],
+)
+def test_short_reason(error: str, reason: str) -> None:
+    assert short_reason(OSError(error)) == reason

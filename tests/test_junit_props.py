@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -151,6 +152,55 @@ def test_junitxml_counts_reruns(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*1 passed, 1 rerun*"])
     props = cases(pytester.path / "junit.xml")["test_flaky"]
     assert props["p3monitor_reruns"] == "1"
+
+
+def test_junitxml_reruns_count_attempts_when_the_teardown_fails_too(
+    pytester: pytest.Pytester,
+) -> None:
+    """Each failed attempt reports its call and its teardown as reruns: two attempts ran
+    again, not four."""
+    pytester.makepyfile(
+        test_td="""
+        import pytest
+
+        @pytest.fixture
+        def broken_teardown():
+            yield
+            raise RuntimeError("teardown broke")
+
+        def test_both_fail(broken_teardown):
+            assert 0
+        """
+    )
+    pytester.runpytest("--p3monitor", "--junitxml=junit.xml", "--reruns", "2")
+    root = ET.parse(pytester.path / "junit.xml").getroot()
+    reruns = [
+        p.get("value")
+        for case in root.iter("testcase")
+        for p in case.iter("property")
+        if p.get("name") == "p3monitor_reruns"
+    ]
+    assert reruns[-1] == "2"
+
+
+def test_junitxml_call_time_counts_subtests_once(pytester: pytest.Pytester) -> None:
+    """A subtest's report is part of its test's call: its time is not added again (the
+    JSON report and the store say the same)."""
+    pytester.makepyfile(
+        test_sub="""
+        import time
+
+        def test_parts(subtests):
+            for i in range(3):
+                with subtests.test(i=i):
+                    time.sleep(0.05)
+        """
+    )
+    pytester.runpytest("--p3monitor", "--junitxml=junit.xml", "--p3monitor-json=r.json")
+    call_s = float(cases(pytester.path / "junit.xml")["test_parts"]["p3monitor_call_s"])
+    (entry,) = json.loads((pytester.path / "r.json").read_text())["tests"]
+    assert 0.15 <= call_s < 0.29
+    assert call_s == pytest.approx(entry["call_s"], abs=0.002)
 
 
 def test_junitxml_under_xdist(pytester: pytest.Pytester) -> None:

@@ -316,6 +316,7 @@ def test_metrics_from_cli_and_environment(
         (["--p3monitor-containers", "colour=red"], "", {}, "--p3monitor-containers = 'colour"),
         ([], "p3monitor_containers = all\n  label=x", {}, "ini p3monitor_containers"),
         (["--p3monitor-sample-interval", "0"], "", {}, "--p3monitor-sample-interval = '0'"),
+        (["--p3monitor-sample-interval=1e11"], "", {}, "must be at most 86400 seconds (a day)"),
         ([], "p3monitor_io_chars = sometimes", {}, "ini p3monitor_io_chars = 'sometimes'"),
         ([], "p3monitor_test_resources = no way", {}, "ini p3monitor_test_resources = 'no way'"),
     ],

@@ -353,6 +353,36 @@ def test_xdist_records_each_test_once_on_the_controller(
     assert (workers, tests) == (2, 22)
 
 
+def test_secrets_in_failure_messages_stay_out_of_the_report_and_store(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure message quoting a URL with a password, or the endpoint's token (from the
+    environment variable the ini names): masked in the JSON report and the store."""
+    monkeypatch.setenv("MY_API_TOKEN", "HeaderT0kenABC")
+    pytester.makeini("[pytest]\np3monitor_endpoint_auth_env = MY_API_TOKEN\n")
+    pytester.makepyfile(
+        test_leak="""
+        import os
+
+        def test_leak():
+            url = "http://ciuser:S3cretPassW0rd@db.internal/app"
+            assert False, f"cannot reach {url} with " + os.environ["MY_API_TOKEN"]
+        """
+    )
+    result = pytester.runpytest("--p3monitor", "--p3monitor-json=r.json")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    message = results(pytester.path / DB)["test_leak.py::test_leak"][3]
+    assert "http://ciuser:***@db.internal/app" in message
+    for text in (message, (pytester.path / "r.json").read_text()):
+        assert "S3cretPassW0rd" not in text
+        assert "HeaderT0kenABC" not in text
+    store = (pytester.path / DB).read_bytes() + b"".join(
+        p.read_bytes() for p in (pytester.path / ".p3monitor").glob("results.db-*")
+    )
+    assert b"S3cretPassW0rd" not in store
+    assert b"HeaderT0kenABC" not in store
+
+
 def test_exit_status_unchanged_when_everything_passes(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_one="def test_one(): pass")
     assert pytester.runpytest("--p3monitor").ret == pytest.ExitCode.OK

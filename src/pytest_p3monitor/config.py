@@ -95,6 +95,19 @@ def positive_float(text: str) -> float:
     return value
 
 
+#: The longest interval or timeout a setting takes: a day (longer ones are typing mistakes,
+#: and overflow the clock's arithmetic).
+MAX_SECONDS = 86_400.0
+
+
+def seconds(text: str) -> float:
+    """A positive number of seconds, at most :data:`MAX_SECONDS`."""
+    value = positive_float(text)
+    if value > MAX_SECONDS:
+        raise ValueError(f"must be at most {MAX_SECONDS:g} seconds (a day)")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:

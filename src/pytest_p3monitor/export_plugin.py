@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import pytest
 
 from . import outbox
-from .config import Setting, boolean, non_negative_int, parse_with, positive_float, setting
+from .config import Setting, boolean, non_negative_int, parse_with, seconds, setting
 from .exporters.endpoint import DEFAULT_RETRIES, DEFAULT_TIMEOUT, ConfigError, SendError
 from .exporters.redact import redact_obj, redact_text, redact_url, url_secrets
 from .exporters.webhook import Severity, parse_severity
@@ -111,7 +111,7 @@ class ExportPlugin:
         )
         self.timeout: float = parse_with(
             setting(config, "p3monitor_export_timeout"),
-            positive_float,
+            seconds,
             DEFAULT_TIMEOUT,
             "a number of seconds, e.g. 10",
         )
@@ -122,6 +122,7 @@ class ExportPlugin:
         ]
         if self.auth_env and os.environ.get(self.auth_env):
             self._secrets.append(os.environ[self.auth_env])
+        monitor.secrets.extend(self._secrets)  # kept out of the report and the store too
         #: Registered only when it has somewhere to export to (see ``plugin.FEATURES``).
         self.active = bool(
             self.openmetrics_path is not None

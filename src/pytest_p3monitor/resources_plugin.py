@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .collect import FIGURES_ATTR
-from .config import Setting, boolean, parse_with, positive_float, setting, setting_list
+from .config import Setting, boolean, parse_with, seconds, setting, setting_list
 from .phases import RECORDER_KEY, PhaseRecorder, summarize
 from .report.terminal import fmt_bytes
 from .sampling.pertest import RSS_PEAK, TestMeter
@@ -106,7 +106,11 @@ def parse_probes(values: list[str], where: str) -> list[Probe]:
     probes = []
     for line in values:
         for text in line.replace(",", " ").split():
-            probes.append(parse_with(Setting(text, where), parse_probe, Probe("", 0), "HOST:PORT"))
+            probes.append(
+                parse_with(
+                    Setting(text, where), parse_probe, Probe("", 0), "HOST:PORT, such as db:5432"
+                )
+            )
     return probes
 
 
@@ -155,7 +159,7 @@ class ResourcesPlugin:
             return
         self.interval = parse_with(
             setting(config, "p3monitor_sample_interval"),
-            positive_float,
+            seconds,
             PROCESS_INTERVAL,
             "a positive number of seconds such as 0.5",
         )

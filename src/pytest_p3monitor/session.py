@@ -29,6 +29,7 @@ import pytest
 from . import outbox
 from .collect import RecordBuilder
 from .config import Setting, setting
+from .exporters.redact import redact_text
 from .records import RunInfo, TestRecord
 from .report import json_report, terminal
 from .runinfo import GitLookup, detect_ci
@@ -91,6 +92,9 @@ class MonitorSession:
         self.gate_failures: list[str] = []
         self.report: dict[str, Any] = {}
         self.stored_in: str | None = None
+        #: Secrets the feature plugins know of (an endpoint's token ...): kept out of the
+        #: failure messages that go to the report and the store, with any credential in a URL.
+        self.secrets: list[str] = []
         #: True when a crossed fail rule turned an otherwise passing session into a failure
         self.gate_failed_session = False
         self._warned: set[str] = set()
@@ -213,6 +217,9 @@ class MonitorSession:
         self.run.finished_at = time.time()
         self.run.exit_status = int(exitstatus)
         records = list(self.records.values())
+        for record in records:  # the failures' messages only: a few
+            if record.message:
+                record.message = redact_text(record.message, self.secrets)
         self.report = report = json_report.build(self.run, records)
         hook = self.config.hook
         self.guarded(

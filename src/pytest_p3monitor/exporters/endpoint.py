@@ -114,7 +114,7 @@ def split_credentials(url: str) -> tuple[str, str | None, str | None]:
 def short_reason(exc: BaseException) -> str:
     """The useful part of an HTTP library's error: ``[Errno 111] Connection refused``."""
     text = str(exc)
-    found = re.search(r"\[Errno -?\d+\][^\"')(]*", text)
+    found = re.search(r"\[Errno -?\d+\][^\"')(<>]*", text)
     if found:
         return found.group(0).strip()
     for marker in ("Failed to resolve", "Name or service not known", "timed out"):

@@ -112,8 +112,8 @@ class JUnitProperties:
             self._reruns[report.nodeid] = self._reruns.get(report.nodeid, 0) + 1
         if report.when == "setup":
             pending.setup_s += duration
-        elif report.when == "call":
-            pending.call_s += duration
+        elif report.when == "call" and getattr(report, "context", None) is None:
+            pending.call_s += duration  # a subtest's report (context) is part of the call's time
         figures = getattr(report, FIGURES_ATTR, None)
         if isinstance(figures, Mapping):
             pending.figures.update(figures)
@@ -125,11 +125,14 @@ class JUnitProperties:
             getattr(report, "node", None), "gateway", None
         )
         worker_id = worker if isinstance(worker, str) else getattr(worker, "id", None)
+        # pytest-rerunfailures numbers the attempts (from 0: the reruns before this one);
+        # counting its rerun reports counts a failed call and teardown of one attempt twice.
+        attempt = getattr(report, "rerun", None)
         props = properties_for(
             setup_s=pending.setup_s,
             call_s=pending.call_s,
             teardown_s=pending.teardown_s,
-            reruns=self._reruns.get(report.nodeid, 0),
+            reruns=attempt if isinstance(attempt, int) else self._reruns.get(report.nodeid, 0),
             worker=worker_id if isinstance(worker_id, str) else None,
             figures=pending.figures,
         )

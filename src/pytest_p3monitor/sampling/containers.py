@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+from ..exporters.redact import redact_text, redact_url
 from .settings import ContainerSelection, docker_host_configured
 
 #: Failed stats reads in a row after which a container is warned about.
@@ -167,7 +168,7 @@ class ContainerSampler:
         if self.selection.mode == "auto" and not docker_host_configured():
             self.enabled = False
             return None
-        where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        where = redact_url(os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock")
         source = "DOCKER_HOST" if os.environ.get("DOCKER_HOST") else "the default socket"
         try:
             self._api = _api_client(self._timeout)
@@ -179,7 +180,7 @@ class ContainerSampler:
                 self._warn_once(
                     "connect",
                     f"cannot reach the Docker engine at {where} ({source}): "
-                    f"{_short(exc)}; containers are not sampled. Set DOCKER_HOST to a "
+                    f"{redact_text(_short(exc))}; containers are not sampled. Set DOCKER_HOST to a "
                     "running engine, or --p3monitor-containers=none.",
                 )
             return None

@@ -131,11 +131,11 @@ def parse_probe(text: str) -> Probe:
     else:
         host, sep, port_text = value.rpartition(":")
         if not sep:
-            raise ValueError(f"{text!r} has no port; expected HOST:PORT")
+            raise ValueError(f"{text!r} has no port")
         if ":" in host:
             raise ValueError(f"{text!r}: write an IPv6 address as [ADDRESS]:PORT")
     if not host or any(c.isspace() for c in host):
-        raise ValueError(f"{text!r} has no valid host; expected HOST:PORT")
+        raise ValueError(f"{text!r} has no valid host")
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ValueError(f"{text!r}: the port must be a number from 1 to 65535")
     return Probe(host, int(port_text))
