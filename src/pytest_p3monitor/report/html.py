@@ -324,7 +324,7 @@ def _failed_section(report: Mapping[str, Any]) -> str:
     failed = failed_tests(report)
     title = f"<h2>Failed and errored tests ({len(failed)})</h2>"
     if not failed:
-        return title + _empty("none: every test that ran passed, was skipped or xfailed")
+        return title + _empty("none")
     rows = [
         (
             f"<code>{_e(t.get('nodeid'))}</code>",
@@ -419,8 +419,7 @@ def trend_chart(days: Sequence[Period], last_day: str, n_days: int = TREND_DAYS)
     slot = plot_w / n_days
     parts = [
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="mean test execution time per day, last {n_days} days" '
-        ">",
+        f'aria-label="mean test execution time per day, last {n_days} days">',
         f'<line x1="{left}" y1="{top + plot_h}" x2="{width - 8}" y2="{top + plot_h}" '
         'stroke="#d1d9e0"/>',
         f'<text x="{left - 6}" y="{top + 4}" text-anchor="end">'
