@@ -21,6 +21,7 @@ COMMANDS: tuple[str, ...] = (
     "migrate",
     "trends",
     "health",
+    "report",
     "export",
 )
 
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="p3monitor",
         description="Read the pytest-p3monitor results store: runs, history, flaky tests, "
-        "trends, health, exports.",
+        "trends, health, run reports and an HTML dashboard, exports.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

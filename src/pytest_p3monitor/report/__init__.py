@@ -1,1 +1,2 @@
-"""The session's health report: building it (json_report) and showing it (terminal)."""
+"""Health reports: the session's (json_report, shown by terminal) and a stored run's
+(run_report, shown by text and html for ``p3monitor report``)."""

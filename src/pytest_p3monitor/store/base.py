@@ -89,6 +89,22 @@ class Store(abc.ABC):
         ]
 
     @abc.abstractmethod
+    def find_runs(self, run_id: str, limit: int = 5) -> list[RunRow]:
+        """The run with id ``run_id`` alone, when one has it; else the runs whose id starts
+        with ``run_id`` (as ``p3monitor runs`` shortens them), newest first, at most
+        ``limit``. Each with its whole metrics."""
+
+    @abc.abstractmethod
+    def runs_before(self, run_seq: int, limit: int = 20, branch: str | None = None) -> list[RunRow]:
+        """The runs stored before the run ``run_seq``, newest first, at most ``limit``,
+        optionally of one branch: the history of an older run, as :meth:`recent_runs` is
+        the newest run's."""
+
+    @abc.abstractmethod
+    def run_tests(self, run_seq: int) -> list[TestRecord]:
+        """Every test result of one run, as the records it was saved from, by node id."""
+
+    @abc.abstractmethod
     def test_history(
         self, nodeid: str, limit: int = 100, branch: str | None = None
     ) -> list[HistoryRow]:

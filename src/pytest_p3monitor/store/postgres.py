@@ -415,6 +415,14 @@ class PostgresStore(SQLStore):
         with self._errors():
             return super().run_tests(run_seq)
 
+    def find_runs(self, run_id: str, limit: int = 5) -> list[RunRow]:
+        with self._errors():
+            return super().find_runs(run_id, limit)
+
+    def runs_before(self, run_seq: int, limit: int = 20, branch: str | None = None) -> list[RunRow]:
+        with self._errors():
+            return super().runs_before(run_seq, limit, branch)
+
     @contextmanager
     def _reader(self) -> Iterator[psycopg.Connection[Any]]:
         """A connection of its own for one stream, in one read-only transaction (one

@@ -312,6 +312,34 @@ class SQLStore(Store):
         cur.execute(*self.runs_query(_RUN_COLUMNS, limit, branch, since))
         return [self._full_run_row(r) for r in cur.fetchall()]
 
+    def find_runs(self, run_id: str, limit: int = 5) -> list[RunRow]:
+        cur = self.conn.cursor()
+        cur.execute(self.q(f"SELECT {_RUN_COLUMNS} FROM p3m_runs WHERE run_id = ?"), (run_id,))
+        exact = cur.fetchall()
+        if exact or not run_id:
+            return [self._full_run_row(r) for r in exact]
+        # substr, not LIKE: SQLite's LIKE ignores case, and '%' or '_' in the text would match
+        # anything. A prefix matches through a scan of the ids, which a user's look-up affords.
+        cur.execute(
+            self.q(
+                f"SELECT {_RUN_COLUMNS} FROM p3m_runs"
+                " WHERE substr(run_id, 1, length(CAST(? AS TEXT))) = CAST(? AS TEXT)"
+                " ORDER BY seq DESC LIMIT ?"
+            ),
+            (run_id, run_id, limit),
+        )
+        return [self._full_run_row(r) for r in cur.fetchall()]
+
+    def runs_before(self, run_seq: int, limit: int = 20, branch: str | None = None) -> list[RunRow]:
+        sql = f"SELECT {_RUN_COLUMNS} FROM p3m_runs WHERE seq < ?"
+        params: list[Any] = [run_seq]
+        if branch is not None:
+            sql += " AND branch = ?"
+            params.append(branch)
+        cur = self.conn.cursor()
+        cur.execute(self.q(sql + " ORDER BY seq DESC LIMIT ?"), (*params, limit))
+        return [self._full_run_row(r) for r in cur.fetchall()]
+
     # -- copying a whole store (``p3monitor migrate-store``) ----------------------------------
     def run_ids(self) -> set[str]:
         """The ids of every stored run."""
@@ -329,7 +357,6 @@ class SQLStore(Store):
         return [self._full_run_row(r) for r in cur.fetchall()]
 
     def run_tests(self, run_seq: int) -> list[TestRecord]:
-        """Every test result of one run, as the records it was saved from."""
         cur = self.conn.cursor()
         cur.execute(
             self.q(
