@@ -40,6 +40,7 @@ from .rules import (
     record_durations,
     report_metrics,
 )
+from .runinfo import usable_cpus
 
 if TYPE_CHECKING:
     from .session import MonitorSession
@@ -178,13 +179,6 @@ def _may_exceed(values: Collection[float], limit: float) -> bool:
     return not math.isfinite(sum(values)) or max(values) > limit
 
 
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 # -- the plugin --------------------------------------------------------------------------------
 
 
@@ -242,7 +236,7 @@ class GatesPlugin:
         durations = record_durations(monitor.records)
         metrics = report_metrics(report, cost_per_hour=self.cost_per_hour)
         metrics.update(per_test_metrics(monitor.records, durations))
-        cpu_count = _cpu_count()
+        cpu_count = usable_cpus()
         current = current_run_row(monitor, report)
         history: list[RunRow] = []
         trend_rows: list[RunRow] = []

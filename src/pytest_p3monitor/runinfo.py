@@ -1,4 +1,4 @@
-"""Who, where and what a run is: commit, branch and CI details.
+"""Who, where and what a run is: commit, branch and CI details, and the CPUs it may use.
 
 :func:`detect_ci` is a pure function of the environment; :func:`git_commit_branch` is the
 fallback that asks git, once, with a short timeout, and :class:`GitLookup` asks it in the
@@ -7,6 +7,7 @@ background while the session collects its tests.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 from collections.abc import Mapping
@@ -146,3 +147,11 @@ class GitLookup:
         seconds (each of its two commands has a timeout of its own, 5 s)."""
         self._thread.join(timeout)
         return self._result if not self._thread.is_alive() else (None, None)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity), else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1

@@ -9,7 +9,6 @@ command exits 1, printing one line per cause, when the score is below ``--min-sc
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from .. import health
@@ -17,6 +16,7 @@ from ..flaky import classify_all
 from ..records import RunRow
 from ..report.json_report import iso
 from ..rules import RuleError, RuleResult, evaluate, format_value, parse_rule, report_metrics
+from ..runinfo import usable_cpus
 from .common import (
     MAX_RUNS,
     CommandError,
@@ -102,13 +102,6 @@ def add_parser(subparsers: Any) -> None:
     )
 
 
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def _stored_figure(row: RunRow, name: str) -> float | None:
     """A figure the run's session computed and stored (``metrics.figures``), if any."""
     figures = (row.metrics.get("metrics") or {}).get("figures")
@@ -171,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         history,
         flaky_rate=flaky_rate,
         flaky_in_session=_flaky_in_session(current),
-        cpu_count=_cpu_count(),
+        cpu_count=usable_cpus(),
     )
     result = health.compute_health(kpis, targets, weights or None)
 

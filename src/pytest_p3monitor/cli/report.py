@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from ..flaky import classify_all
 from ..fsutil import atomic_write_text
 from ..records import RunRow
 from ..report import run_report
+from ..runinfo import usable_cpus
 from ..store import Store
 from .common import CommandError, add_command, guarded, reading_store
 from .flaky import DEFAULT_WINDOW as FLAKY_WINDOW
@@ -53,13 +53,6 @@ def add_parser(subparsers: Any) -> None:
         metavar="PATH",
         help="write the report to PATH (in an existing folder) instead of stdout",
     )
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def pick_run(store: Store, run_id: str | None) -> RunRow:
@@ -132,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         history=history,
         trend_rows=trend_rows,
         flaky=flaky,
-        cpu_count=_cpu_count(),
+        cpu_count=usable_cpus(),
     )
     text = render(report, args.format)
     if output is None:
