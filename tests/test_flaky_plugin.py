@@ -165,7 +165,7 @@ class TestQuarantine:
         result.stdout.fnmatch_lines(
             [
                 "known flaky, failed in this run (1): test_mod.py::test_flip*",
-                "quarantined (1): test_mod.py::test_flip - the session passes*",
+                "quarantined (1): test_mod.py::test_flip - their failures do not fail the session*",
                 "FAILED test_mod.py::test_flip*",
             ]
         )

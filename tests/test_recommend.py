@@ -100,9 +100,16 @@ def test_flaky_recommendations() -> None:
     assert [r.tests for r in recs] == [("t::high",), ("t::low",)]
     assert recs[0].priority == "high"
     assert recs[1].priority == "medium"
-    assert "quarantine" in recs[0].recommendation
+    assert recs[0].recommendation.endswith(
+        "until then quarantine it (ini p3monitor_quarantine = true)"
+    )
     assert recs[0].expected_impact == (
         "removes the spurious failures or reruns of 10 of its last 20 runs (50%)"
+    )
+    # with quarantine on already, it is not advised again
+    (on, _) = recommend_flaky(flaky, quarantined=True)
+    assert on.recommendation == "fix the flaky test t::high (flakiness score 0.60); it is " + (
+        "quarantined until then"
     )
 
 

@@ -348,7 +348,7 @@ class FlakyPlugin:
         quarantined = [v for v in verdicts if v.quarantined]
         if quarantined:
             if self.exit_status_changed:
-                outcome = "the session passes (p3monitor_quarantine)"
+                outcome = "their failures do not fail the session (p3monitor_quarantine)"
             elif self.stopped_early:
                 outcome = "the session stopped before its other tests ran, so it still fails"
             else:

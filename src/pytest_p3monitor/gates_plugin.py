@@ -303,11 +303,17 @@ class GatesPlugin:
             current_workers=monitor.run.workers,
             cpu_count=cpu_count,
             flaky=flaky_entries,
+            quarantined=self._quarantining(),
             memory_percent=_num(process.get("memory_percent_peak")),
             containers=[c for c in containers if isinstance(c, Mapping)],
         )
         report["recommendations"] = [r.to_dict() for r in self.recommendations]
         report["trends"] = trends.summaries([current, *trend_rows], now)
+
+    def _quarantining(self) -> bool:
+        """Whether the session quarantines known-flaky tests (the flaky feature's setting)."""
+        flaky = self.config.pluginmanager.get_plugin("p3monitor-flaky")
+        return bool(getattr(flaky, "quarantine", False))
 
     def _read_history(
         self,

@@ -266,10 +266,15 @@ def recommend_slowest(
 
 
 def recommend_flaky(
-    flaky: Iterable[Mapping[str, Any]], *, top: int = 5, high_score: float = 0.3
+    flaky: Iterable[Mapping[str, Any]],
+    *,
+    top: int = 5,
+    high_score: float = 0.3,
+    quarantined: bool = False,
 ) -> list[Recommendation]:
     """Flaky tests (entries with ``nodeid``, ``status`` "flaky", ``score``, ``runs``,
-    ``failures``) to fix, or to quarantine meanwhile; the highest scores first."""
+    ``failures``) to fix, or to quarantine meanwhile (unless ``quarantined``: the session
+    quarantines them already); the highest scores first."""
     entries = [e for e in flaky if e.get("status", "flaky") == "flaky" and e.get("nodeid")]
     entries.sort(key=lambda e: -float(e.get("score") or 0.0))
     out: list[Recommendation] = []
@@ -288,12 +293,16 @@ def recommend_flaky(
         else:
             impact = "removes spurious failures and reruns"
         priority: Priority = "high" if score >= high_score else "medium"
+        meanwhile = (
+            "it is quarantined until then"
+            if quarantined
+            else "until then quarantine it (ini p3monitor_quarantine = true)"
+        )
         out.append(
             Recommendation(
                 "flaky_tests",
                 priority,
-                f"fix the flaky test {entry['nodeid']} (flakiness score {score:.2f}); "
-                "until then quarantine it (ini p3monitor_quarantine = true)",
+                f"fix the flaky test {entry['nodeid']} (flakiness score {score:.2f}); {meanwhile}",
                 impact,
                 (str(entry["nodeid"]),),
             )
@@ -351,6 +360,7 @@ def recommendations(
     current_workers: int,
     cpu_count: int,
     flaky: Iterable[Mapping[str, Any]] = (),
+    quarantined: bool = False,
     memory_percent: float | None = None,
     containers: Iterable[Mapping[str, Any]] = (),
 ) -> list[Recommendation]:
@@ -362,7 +372,7 @@ def recommendations(
     slowest = recommend_slowest(durations)
     if slowest is not None:
         out.append(slowest)
-    out.extend(recommend_flaky(flaky))
+    out.extend(recommend_flaky(flaky, quarantined=quarantined))
     out.extend(recommend_memory(memory_percent, containers))
     out.sort(key=lambda r: _ORDER[r.priority])
     return out
