@@ -297,6 +297,20 @@ def test_schema_newer_than_the_code_is_left_alone(postgres_url: str) -> None:
 
 
 @needs_postgres
+def test_schema_version_that_is_not_a_number_is_left_alone(postgres_url: str) -> None:
+    import psycopg
+
+    open_store(postgres_url).close()
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("UPDATE p3m_meta SET value = 'abc' WHERE key = 'schema_version'")
+    for create in (True, False):
+        with pytest.raises(StoreCorrupt, match=r"schema version 'abc'.*not a version number"):
+            open_store(postgres_url, create=create)
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT value FROM p3m_meta").fetchone() == ("abc",)
+
+
+@needs_postgres
 def test_tables_of_another_application_are_left_alone(postgres_url: str) -> None:
     import psycopg
 

@@ -43,12 +43,15 @@ def kept_runs(pytester: pytest.Pytester) -> list[Path]:
     return sorted((pytester.path / ".p3monitor" / "outbox" / "runs").glob("*.json"))
 
 
-def assert_one_warning(result: pytest.RunResult, *needles: str) -> None:
-    lines = [ln for ln in result.outlines if "StoreWarning" in ln]
-    assert lines, result.stdout.str()
+def assert_one_warning(result: pytest.RunResult, *needles: str) -> str:
+    """Exactly one warning of the plugin, a StoreWarning holding every needle; its text."""
+    lines = [ln for ln in result.outlines if "Warning: p3monitor" in ln]
+    assert len(lines) == 1, result.stdout.str()
+    assert "StoreWarning" in lines[0], result.stdout.str()
     text = result.stdout.str()
     for needle in needles:
         assert needle in text
+    return lines[0]
 
 
 def test_file_that_is_not_a_database(pytester: pytest.Pytester) -> None:
@@ -226,3 +229,128 @@ def test_parallel_sessions_on_one_store_all_land(pytester: pytest.Pytester) -> N
         assert "Warning" not in out and "locked" not in out, out
     assert store_rows(db, "SELECT count(*), sum(tests) FROM p3m_runs") == [(6, 1800)]
     assert store_rows(db, "SELECT count(*) FROM p3m_results") == [(1800,)]
+
+
+# -- a store whose data is damaged, or whose schema version is not a number ----------------
+
+
+def damage_runs_table(db: Path) -> None:
+    """Overwrite the root page of p3m_runs with 0xff: the header and p3m_meta stay readable."""
+    conn = sqlite3.connect(db)
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    (root,) = conn.execute(
+        "SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = 'p3m_runs'"
+    ).fetchone()
+    conn.close()
+    with db.open("r+b") as fh:
+        fh.seek((root - 1) * page_size)
+        fh.write(b"\xff" * page_size)
+
+
+def bad_version(db: Path) -> None:
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE p3m_meta SET value = 'abc' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+
+
+@pytest.fixture(params=["damaged-page", "version-abc"])
+def broken_store(request: pytest.FixtureRequest, pytester: pytest.Pytester) -> Path:
+    """A store with a few runs (of SUITE), then broken one way or the other."""
+    db = pytester.path / "results.db"
+    for _ in range(3):
+        run_with_store(pytester, db)
+    (damage_runs_table if request.param == "damaged-page" else bad_version)(db)
+    return db
+
+
+@pytest.mark.parametrize("rerun", [False, True])
+def test_session_on_a_broken_store(
+    pytester: pytest.Pytester, broken_store: Path, rerun: bool
+) -> None:
+    before = digest(broken_store)
+    args = ["--p3monitor", f"--p3monitor-db={broken_store}"]
+    if rerun:  # the flaky tests are read while collecting
+        args.append("--p3monitor-rerun-flaky=2")
+    result = pytester.runpytest(*args)
+    result.assert_outcomes(passed=1, failed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert_one_warning(result, str(broken_store))
+    assert len(kept_runs(pytester)) == 1
+    assert digest(broken_store) == before
+
+
+CLI_COMMANDS = [
+    ["runs"],
+    ["history", "test_suite.py::test_bad"],
+    ["flaky"],
+    ["flaky", "--all"],
+    ["trends"],
+    ["health"],
+    ["export", "--format", "json"],
+]
+
+
+@pytest.mark.parametrize("command", CLI_COMMANDS, ids=lambda c: "-".join(c))
+def test_cli_on_a_broken_store(
+    broken_store: Path, command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_p3monitor.cli import main
+
+    before = digest(broken_store)
+    capsys.readouterr()
+    assert main([*command, "--db", str(broken_store)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("p3monitor: error: ") and str(broken_store) in err, err
+    assert "Traceback" not in err
+    assert digest(broken_store) == before
+
+
+def test_migrate_from_a_broken_store_leaves_nothing_behind(
+    broken_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_p3monitor.cli import main
+
+    target = broken_store.parent / "new" / "copy.db"
+    assert main(["migrate-store", "--from", str(broken_store), "--to", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("p3monitor: error: ") and str(broken_store) in err, err
+    assert "Traceback" not in err
+    assert not target.parent.exists()
+
+
+def test_migrate_into_a_broken_store_leaves_it_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_p3monitor.cli import main
+    from pytest_p3monitor.store.sqlite import SQLiteStore
+
+    source, target = tmp_path / "src.db", tmp_path / "badver.db"
+    SQLiteStore(source).close()
+    SQLiteStore(target).close()
+    bad_version(target)
+    before = digest(target)
+    assert main(["migrate-store", "--from", str(source), "--to", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("p3monitor: error: --to: ") and "'abc'" in err, err
+    assert digest(target) == before
+
+
+def test_one_warning_says_what_is_wrong_and_where_the_run_was_kept(
+    pytester: pytest.Pytester,
+) -> None:
+    db = pytester.path / "results.db"
+    db.write_text("notes")
+    line = assert_one_warning(run_with_store(pytester, db), "is not a SQLite database")
+    (kept,) = kept_runs(pytester)
+    assert str(kept) in line and "p3monitor export --flush" in line
+
+
+def test_run_that_cannot_be_kept_either_is_one_warning_saying_so(
+    pytester: pytest.Pytester,
+) -> None:
+    db = pytester.path / "results.db"
+    db.write_text("notes")
+    (pytester.path / ".p3monitor").write_text("in the way of the outbox")
+    line = assert_one_warning(run_with_store(pytester, db), "is not a SQLite database")
+    assert "could not be kept" in line and "it is lost" in line, line

@@ -39,7 +39,6 @@ from .flaky import (
 )
 from .records import FAILING_OUTCOMES, HistoryRow, TestRecord
 from .store import StoreError
-from .warnings import StoreWarning
 
 if TYPE_CHECKING:
     from .session import MonitorSession
@@ -162,7 +161,7 @@ class FlakyPlugin:
             wanted = set(nodeids)
             return {n: rows for n, rows in store.histories(self.window, self.branch) if n in wanted}
         except StoreError as exc:
-            self.monitor.warn(f"flaky history not read: {exc}", StoreWarning)
+            self.monitor.store_failed(exc)
             return {}
 
     def known_flaky(self) -> dict[str, FlakyResult]:
@@ -180,7 +179,7 @@ class FlakyPlugin:
                     stream = store.failing_histories(self.window, self.branch)
                     self.known = {r.nodeid: r for r in classify_all(stream) if r.is_flaky}
                 except StoreError as exc:
-                    self.monitor.warn(f"flaky history not read: {exc}", StoreWarning)
+                    self.monitor.store_failed(exc)
         return self.known
 
     # -- reruns --------------------------------------------------------------------------------

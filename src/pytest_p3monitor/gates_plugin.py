@@ -40,6 +40,7 @@ from .rules import (
     record_durations,
     report_metrics,
 )
+from .store import StoreError
 
 if TYPE_CHECKING:
     from .session import MonitorSession
@@ -257,6 +258,8 @@ class GatesPlugin:
                 history, trend_rows, test_figures = self._read_history(
                     store, current, report, durations
                 )
+            except StoreError as exc:  # one warning, with the run kept in the outbox
+                monitor.store_failed(exc)
             except Exception as exc:  # the store failing must not stop the gates
                 monitor.warn(f"history not read, history rules not evaluated: {exc}")
             else:

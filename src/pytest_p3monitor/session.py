@@ -96,6 +96,10 @@ class MonitorSession:
         self._warned: set[str] = set()
         self._store: Store | None = None
         self._store_failed = False
+        #: why the store is not used (the first fault), told in the one warning of _save
+        self._store_fault: str | None = None
+        #: True once the run was stored, kept in the outbox or lost (see ``store_failed``)
+        self._run_settled = False
         self._git: GitLookup | None = None
         self._workers_up = 0
 
@@ -164,10 +168,26 @@ class MonitorSession:
             try:
                 self._store = open_store(self.db_url, root=self.store_root)
             except StoreError as exc:
-                self._store_failed = True
-                self.warn(f"results store not used: {exc}", StoreWarning)
+                self.store_failed(exc)
                 return None
         return self._store
+
+    def store_failed(self, exc: StoreError, what: str = "results store not used") -> None:
+        """The store failed (opening, reading or writing it): it is not used again.
+
+        Feature plugins call this with the :class:`StoreError` a read raised. The run then
+        goes to the outbox, and one warning says both what is wrong and where the run was
+        kept (issued when the run is saved, :meth:`_save`); a fault after that is warned now.
+        """
+        self._store_failed = True
+        if self._store_fault is None:
+            self._store_fault = f"{what}: {exc}"
+            if self._run_settled:
+                self.warn(self._store_fault, StoreWarning)
+        store, self._store = self._store, None
+        if store is not None:
+            with contextlib.suppress(Exception):  # it failed already: closing is a courtesy
+                store.close()
 
     def guarded(
         self,
@@ -250,25 +270,43 @@ class MonitorSession:
             try:
                 store.save_run(self.run, records, metrics)
             except StoreError as exc:
-                self.warn(f"run not stored: {exc}", StoreWarning)
+                self.store_failed(exc, "run not stored")
             else:
                 self.stored_in = store.display_url
+                self._run_settled = True
                 self._flush_outbox(store)
                 return
-        kept = outbox.save(
-            "runs",
-            self.run.run_id,
-            {
-                "run": self.run.to_dict(),
-                "tests": [r.to_dict() for r in records],
-                "metrics": metrics,
-            },
-            base=self.outbox_dir,
-        )
         self.stored_in = None
+        self._run_settled = True
+        self._keep(records, metrics)
+
+    def _keep(self, records: list[Any], metrics: dict[str, Any]) -> None:
+        """Keep the run in the outbox; one warning says why and where (or why it is lost)."""
+        fault = (self._store_fault or "results store not used").rstrip(". ")
+        try:
+            kept = outbox.save(
+                "runs",
+                self.run.run_id,
+                {
+                    "run": self.run.to_dict(),
+                    "tests": [r.to_dict() for r in records],
+                    "metrics": metrics,
+                },
+                base=self.outbox_dir,
+            )
+        except (OSError, TypeError, ValueError) as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, OSError) and exc.strerror:
+                reason = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+            self.warn(
+                f"{fault}. The run could not be kept in {self.outbox_dir} either ({reason}): "
+                "it is lost. Make that folder writable, or fix the store.",
+                StoreWarning,
+            )
+            return
         self.warn(
-            f"the run was kept in {kept}; `p3monitor export --flush` (or the next session) "
-            "stores it once the store is usable",
+            f"{fault}. The run was kept in {kept}: once the store is usable, the next "
+            f"session stores it, or `p3monitor export --flush --outbox {self.outbox_dir}`.",
             StoreWarning,
         )
 
@@ -279,10 +317,16 @@ class MonitorSession:
                 data = outbox.load(path)
                 run = RunInfo.from_dict(data["run"])
                 tests = [TestRecord.from_dict(t) for t in data["tests"]]
-            except (ValueError, KeyError, TypeError) as exc:
+            except FileNotFoundError:
+                continue  # another session took it (and stores it): not ours
+            except (OSError, ValueError, KeyError, TypeError) as exc:
                 self.warn(f"kept run {path} is unreadable and was left there: {exc}", StoreWarning)
                 continue
-            store.save_run(run, tests, data.get("metrics") or {})
+            try:
+                store.save_run(run, tests, data.get("metrics") or {})
+            except StoreError as exc:
+                self.warn(f"the runs kept in {path.parent} were not stored: {exc}", StoreWarning)
+                return
             outbox.remove(path)
 
     def _write_json(self) -> None:

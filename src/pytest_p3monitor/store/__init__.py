@@ -18,6 +18,7 @@ __all__ = [
     "StoreUnavailable",
     "open_store",
     "redact_url",
+    "sqlite_path",
 ]
 
 
@@ -57,7 +58,20 @@ def open_store(url: str | None, *, create: bool = True, root: Path | None = None
         )
     from .sqlite import SQLiteStore
 
+    path = sqlite_path(url, root)
+    if path is None:  # pragma: no cover - every other URL was handled above
+        raise StoreUnavailable(f"not a SQLite store: {redact_url(str(url))!r}")
+    return SQLiteStore(path, create=create)
+
+
+def sqlite_path(url: str | None, root: Path | None = None) -> Path | None:
+    """The file of the SQLite store :func:`open_store` opens for ``url`` (None: not SQLite).
+
+    A relative path is taken relative to ``root`` when given.
+    """
+    if url and "://" in url and not url.startswith("sqlite://"):
+        return None
     path = Path(url.removeprefix("sqlite://")) if url else DEFAULT_PATH
     if not path.is_absolute() and root is not None:
         path = root / path
-    return SQLiteStore(path, create=create)
+    return path

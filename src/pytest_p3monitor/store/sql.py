@@ -11,11 +11,11 @@ import abc
 import json
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from ..records import CIInfo, HistoryRow, RunInfo, RunRow, TestRecord, execution_time_s
-from .base import Store
+from .base import Store, StoreError
 from .schema import FIGURE_COLUMNS
 
 #: The columns of a run before its metrics, in the order :meth:`SQLStore._run_row` reads.
@@ -209,10 +209,31 @@ def stored_figures(other: str | None, columns: Sequence[Any]) -> dict[str, Any]:
 
 
 class SQLStore(Store):
-    """Store logic over a DB-API 2 connection (``self.conn``)."""
+    """Store logic over a DB-API 2 connection (``self.conn``).
+
+    Every read goes through :meth:`_errors`, so a driver error (a damaged page, a lost
+    server) reaches the caller as the :class:`StoreError` the backend classifies it as,
+    as writes do: the session and the command report it like any unusable store.
+    """
 
     conn: Any
     paramstyle: str = "qmark"
+    #: the base class of the driver's errors (``sqlite3.Error``, ``psycopg.Error``)
+    driver_error: type[Exception] = Exception
+
+    @abc.abstractmethod
+    def _classify(self, exc: Any) -> StoreError:
+        """The user-facing :class:`StoreError` for a driver error."""
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Driver errors raised inside become :class:`StoreError` (:meth:`_classify`)."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except self.driver_error as exc:
+            raise self._classify(exc) from None
 
     def q(self, sql: str) -> str:
         """Rewrite a ``?``-placeholder query for this backend."""
@@ -308,41 +329,47 @@ class SQLStore(Store):
     def recent_runs(
         self, limit: int = 20, branch: str | None = None, since: float | None = None
     ) -> list[RunRow]:
-        cur = self.conn.cursor()
-        cur.execute(*self.runs_query(_RUN_COLUMNS, limit, branch, since))
-        return [self._full_run_row(r) for r in cur.fetchall()]
+        with self._errors():
+            cur = self.conn.cursor()
+            cur.execute(*self.runs_query(_RUN_COLUMNS, limit, branch, since))
+            return [self._full_run_row(r) for r in cur.fetchall()]
 
     # -- copying a whole store (``p3monitor migrate-store``) ----------------------------------
     def run_ids(self) -> set[str]:
         """The ids of every stored run."""
-        cur = self.conn.cursor()
-        cur.execute("SELECT run_id FROM p3m_runs")
-        return {r[0] for r in cur.fetchall()}
+        with self._errors():
+            cur = self.conn.cursor()
+            cur.execute("SELECT run_id FROM p3m_runs")
+            return {r[0] for r in cur.fetchall()}
 
     def runs_after(self, after_seq: int = 0, limit: int = 100) -> list[RunRow]:
         """Up to ``limit`` runs with a sequence number above ``after_seq``, oldest first."""
-        cur = self.conn.cursor()
-        cur.execute(
-            self.q(f"SELECT {_RUN_COLUMNS} FROM p3m_runs WHERE seq > ? ORDER BY seq LIMIT ?"),
-            (after_seq, limit),
-        )
-        return [self._full_run_row(r) for r in cur.fetchall()]
+        with self._errors():
+            cur = self.conn.cursor()
+            cur.execute(
+                self.q(f"SELECT {_RUN_COLUMNS} FROM p3m_runs WHERE seq > ? ORDER BY seq LIMIT ?"),
+                (after_seq, limit),
+            )
+            return [self._full_run_row(r) for r in cur.fetchall()]
 
     def run_tests(self, run_seq: int) -> list[TestRecord]:
         """Every test result of one run, as the records it was saved from."""
-        cur = self.conn.cursor()
-        cur.execute(
-            self.q(
-                "SELECT t.nodeid, r.outcome, t.file, t.line, r.setup_s, r.call_s, r.teardown_s,"
-                " r.start_at, r.stop_at, r.reruns, r.worker, r.message, r.figures, "
-                + ", ".join(f"r.{name}" for name in FIGURE_COLUMNS)
-                + " FROM p3m_results r JOIN p3m_tests t ON t.id = r.test WHERE r.run = ?"
-                " ORDER BY t.nodeid"
-            ),
-            (run_seq,),
-        )
+        with self._errors():
+            cur = self.conn.cursor()
+            cur.execute(
+                self.q(
+                    "SELECT t.nodeid, r.outcome, t.file, t.line, r.setup_s, r.call_s,"
+                    " r.teardown_s, r.start_at, r.stop_at, r.reruns, r.worker, r.message,"
+                    " r.figures, "
+                    + ", ".join(f"r.{name}" for name in FIGURE_COLUMNS)
+                    + " FROM p3m_results r JOIN p3m_tests t ON t.id = r.test WHERE r.run = ?"
+                    " ORDER BY t.nodeid"
+                ),
+                (run_seq,),
+            )
+            rows = cur.fetchall()
         records = []
-        for row in cur.fetchall():
+        for row in rows:
             figures = stored_figures(row[12], row[13:])
             (nodeid, outcome, file, line, setup_s, call_s, teardown_s) = row[:7]
             (start, stop, reruns, worker, message) = row[7:12]
@@ -368,7 +395,8 @@ class SQLStore(Store):
     def test_history(
         self, nodeid: str, limit: int = 100, branch: str | None = None
     ) -> list[HistoryRow]:
-        return dict(self._histories_of([nodeid], limit, branch)).get(nodeid, [])
+        with self._errors():
+            return dict(self._histories_of([nodeid], limit, branch)).get(nodeid, [])
 
     def _recent_results(
         self, tests: Collection[int], limit: int, branch: str | None = None
@@ -455,19 +483,20 @@ class SQLStore(Store):
         branch: str | None = None,
         nodeids: Sequence[str] | None = None,
     ) -> Iterator[tuple[str, list[HistoryRow]]]:
-        if nodeids is not None:
-            yield from self._histories_of(nodeids, window, branch)
-            return
-        window = min(window, MAX_WINDOW)
-        # The window is the last `window` runs (of the branch): every test seen in them,
-        # with its results in those runs. One ordered scan, one test at a time.
-        cutoff = self.window_start(self.conn.cursor(), window, branch)
-        sql = NODE_HISTORY_SELECT + " WHERE r.run >= ?"
-        params: list[Any] = [cutoff]
-        if branch is not None:
-            sql += " AND ru.branch = ?"
-            params.append(branch)
-        sql += " ORDER BY r.test, r.run"
-        cur = self._stream_cursor()
-        cur.execute(self.q(sql), params)
-        yield from group_histories(batched_rows(cur))
+        with self._errors():
+            if nodeids is not None:
+                yield from self._histories_of(nodeids, window, branch)
+                return
+            window = min(window, MAX_WINDOW)
+            # The window is the last `window` runs (of the branch): every test seen in them,
+            # with its results in those runs. One ordered scan, one test at a time.
+            cutoff = self.window_start(self.conn.cursor(), window, branch)
+            sql = NODE_HISTORY_SELECT + " WHERE r.run >= ?"
+            params: list[Any] = [cutoff]
+            if branch is not None:
+                sql += " AND ru.branch = ?"
+                params.append(branch)
+            sql += " ORDER BY r.test, r.run"
+            cur = self._stream_cursor()
+            cur.execute(self.q(sql), params)
+            yield from group_histories(batched_rows(cur))
