@@ -354,3 +354,86 @@ def test_run_that_cannot_be_kept_either_is_one_warning_saying_so(
     (pytester.path / ".p3monitor").write_text("in the way of the outbox")
     line = assert_one_warning(run_with_store(pytester, db), "is not a SQLite database")
     assert "could not be kept" in line and "it is lost" in line, line
+
+
+# -- the outbox: kept runs go to the store they were meant for -----------------------------
+
+
+def test_export_flush_stores_a_kept_run_in_the_store_it_was_meant_for(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import re
+
+    from pytest_p3monitor.cli import main
+
+    pytester.makeini("[pytest]\np3monitor_db = stores/custom.db\n")
+    pytester.makepyfile(test_suite=SUITE)
+    custom = pytester.path / "stores" / "custom.db"
+    assert pytester.runpytest("--p3monitor").ret == pytest.ExitCode.TESTS_FAILED
+    custom.rename(custom.with_suffix(".bak"))
+    custom.write_text("not a database now")
+    result = pytester.runpytest("--p3monitor")
+    line = assert_one_warning(result, "is not a SQLite database")
+    (kept,) = kept_runs(pytester)
+    custom.with_suffix(".bak").replace(custom)
+    # the command the warning gives, from another folder
+    command = re.search(r"`p3monitor (export --flush[^`]*)`", line)
+    assert command is not None, line
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    capsys.readouterr()
+    assert main(command.group(1).split()) == 0, capsys.readouterr()
+    assert f"in {custom}" in capsys.readouterr().out
+    assert kept_runs(pytester) == []
+    assert not (pytester.path / ".p3monitor" / "results.db").exists()
+    assert kept.stem in {r[0] for r in store_rows(custom, "SELECT run_id FROM p3m_runs")}
+    assert len(store_rows(custom, "SELECT run_id FROM p3m_runs")) == 2
+
+
+def test_export_flush_from_the_project_folder_uses_the_kept_store(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_p3monitor.cli import main
+
+    pytester.makeini("[pytest]\np3monitor_db = stores/custom.db\n")
+    pytester.makepyfile(test_suite=SUITE)
+    custom = pytester.path / "stores" / "custom.db"
+    custom.parent.mkdir()
+    custom.write_text("not a database yet")
+    pytester.runpytest("--p3monitor")
+    (kept,) = kept_runs(pytester)
+    custom.unlink()
+    assert main(["export", "--flush"]) == 0, capsys.readouterr()
+    assert kept_runs(pytester) == []
+    assert not (pytester.path / ".p3monitor" / "results.db").exists()
+    assert [r[0] for r in store_rows(custom, "SELECT run_id FROM p3m_runs")] == [kept.stem]
+
+
+def test_the_password_of_a_kept_store_url_is_never_written() -> None:
+    from pytest_p3monitor.cli.export import kept_store_url
+
+    url = "postgresql://ci:s3cret@db.example:5432/results"
+    kept = "postgresql://ci:***@db.example:5432/results"
+    # without the password at hand, libpq finds it (PGPASSWORD, ~/.pgpass)
+    assert kept_store_url({"store": kept}, None, {}) == "postgresql://ci@db.example:5432/results"
+    assert kept_store_url({"store": kept}, None, {"P3MONITOR_DB": url}) == url
+    assert kept_store_url({"store": kept}, "other.db", {"P3MONITOR_DB": url}) == "other.db"
+    assert kept_store_url({"store": "/p/custom.db"}, None, {"P3MONITOR_DB": url}) == "/p/custom.db"
+    assert kept_store_url({}, None, {"P3MONITOR_DB": url}) is None  # an entry of an older version
+
+
+def test_a_session_of_another_store_leaves_a_kept_run_alone(pytester: pytest.Pytester) -> None:
+    custom = pytester.path / "custom.db"
+    custom.write_text("not a database")
+    run_with_store(pytester, custom)
+    (kept,) = kept_runs(pytester)
+    other = pytester.path / "other.db"
+    run_with_store(pytester, other).stdout.no_fnmatch_line("*StoreWarning*")
+    assert kept_runs(pytester) == [kept]
+    assert len(store_rows(other, "SELECT run_id FROM p3m_runs")) == 1
+    custom.unlink()
+    run_with_store(pytester, custom)
+    assert kept_runs(pytester) == []
+    assert len(store_rows(custom, "SELECT run_id FROM p3m_runs")) == 2

@@ -32,7 +32,7 @@ from .config import Setting, setting
 from .records import RunInfo, TestRecord
 from .report import json_report, terminal
 from .runinfo import GitLookup, detect_ci
-from .store import Store, StoreError, open_store
+from .store import Store, StoreError, open_store, redact_url, sqlite_path
 from .warnings import ExportWarning, P3MonitorWarning, StoreWarning
 
 
@@ -107,6 +107,10 @@ class MonitorSession:
         self.db_setting = setting(config, "p3monitor_db", env="P3MONITOR_DB")
         self.db_url = _resolve_path(self.db_setting, config)
         self.store_root = root
+        #: the store runs are meant for, as kept runs record it (no password): an absolute
+        #: path, or the server URL
+        path = sqlite_path(self.db_url, root)
+        self.store_target = str(path) if path is not None else redact_url(str(self.db_url))
         self.outbox_dir = root / outbox.DEFAULT_DIR
         json_setting = setting(config, "p3monitor_json")
         json_path = _resolve_path(json_setting, config)
@@ -288,6 +292,7 @@ class MonitorSession:
                 "runs",
                 self.run.run_id,
                 {
+                    "store": self.store_target,
                     "run": self.run.to_dict(),
                     "tests": [r.to_dict() for r in records],
                     "metrics": metrics,
@@ -311,10 +316,16 @@ class MonitorSession:
         )
 
     def _flush_outbox(self, store: Store) -> None:
-        """Store runs kept by earlier sessions that could not reach the store."""
+        """Store runs kept by earlier sessions that could not reach this store.
+
+        A run kept for another store (another ``p3monitor_db``) is left for a session of
+        that store, or ``p3monitor export --flush``, to store where it belongs.
+        """
         for path in outbox.pending("runs", base=self.outbox_dir):
             try:
                 data = outbox.load(path)
+                if data.get("store", self.store_target) != self.store_target:
+                    continue
                 run = RunInfo.from_dict(data["run"])
                 tests = [TestRecord.from_dict(t) for t in data["tests"]]
             except FileNotFoundError:

@@ -18,6 +18,7 @@ import argparse
 import csv
 import io
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,7 +30,8 @@ from .. import outbox
 from ..exporters.redact import redact_obj, redact_text, redact_url, url_secrets
 from ..fsutil import atomic_write_text
 from ..records import RunInfo, RunRow, TestRecord
-from ..store import StoreError, open_store
+from ..store import Store, StoreError, open_store
+from ..store import redact_url as redact_store_url
 from .common import CommandError, add_command, db_url, guarded, print_json
 from .prune import parse_duration
 from .runs import run_dict
@@ -254,35 +256,71 @@ def find_outbox(start: Path | None = None) -> Path:
 # -- flushing ------------------------------------------------------------------------------------
 
 
+def kept_store_url(
+    entry: Mapping[str, Any], cli_db: str | None, environ: Mapping[str, str]
+) -> str | None:
+    """The store a kept run goes to: ``--db`` when given, else the store the session meant
+    it for (recorded when it was kept); None for an entry that names none (older versions).
+
+    The recorded URL of a server has no password (``user:***@``): it is taken from
+    ``P3MONITOR_DB`` when that names the same store, else left to libpq (``PGPASSWORD``,
+    ``~/.pgpass``).
+    """
+    if cli_db:
+        return cli_db
+    kept = entry.get("store")
+    if not isinstance(kept, str) or not kept:
+        return None
+    if ":***@" not in kept:
+        return kept
+    env = environ.get("P3MONITOR_DB")
+    if env and redact_store_url(env) == kept:
+        return env
+    return re.sub(r"(://[^:/@]*):\*\*\*@", r"\1@", kept)
+
+
 def _flush_runs(box: Path, args: argparse.Namespace, say: Callable[[str], None]) -> int:
-    """Store the kept runs; return how many are left."""
+    """Store the kept runs, each in the store it was meant for; return how many are left."""
     paths = outbox.pending("runs", base=box)
     if not paths:
         return 0
-    url = db_url(args)
-    try:
-        store = open_store(url, create=True)
-    except StoreError as exc:
-        say(f"{len(paths)} kept run(s) not stored: {exc}")
-        return len(paths)
+    stores: dict[str, Store | StoreError] = {}
     left = 0
-    with store:
+    try:
         for path in paths:
             try:
                 data = outbox.load(path)
                 run = RunInfo.from_dict(data["run"])
                 tests = [TestRecord.from_dict(t) for t in data["tests"]]
-                store.save_run(run, tests, data.get("metrics") or {})
-            except (ValueError, KeyError, TypeError) as exc:
+            except FileNotFoundError:
+                continue  # a session stored it meanwhile
+            except (OSError, ValueError, KeyError, TypeError) as exc:
                 say(f"kept run {path} is unreadable and was left there: {exc}")
                 left += 1
                 continue
+            url = kept_store_url(data, args.db, os.environ) or db_url(args)
+            if url not in stores:
+                try:
+                    stores[url] = open_store(url, create=True)
+                except StoreError as exc:
+                    stores[url] = exc
+            store = stores[url]
+            if isinstance(store, StoreError):
+                say(f"kept run {path.stem} not stored: {store}")
+                left += 1
+                continue
+            try:
+                store.save_run(run, tests, data.get("metrics") or {})
             except StoreError as exc:
                 say(f"kept run {path.stem} not stored: {exc}")
                 left += 1
                 continue
             outbox.remove(path)
             say(f"stored run {run.run_id} in {store.display_url}")
+    finally:
+        for store in stores.values():
+            if not isinstance(store, StoreError):
+                store.close()
     return left
 
 
