@@ -437,3 +437,80 @@ def test_a_session_of_another_store_leaves_a_kept_run_alone(pytester: pytest.Pyt
     run_with_store(pytester, custom)
     assert kept_runs(pytester) == []
     assert len(store_rows(custom, "SELECT run_id FROM p3m_runs")) == 2
+
+
+def test_outbox_lists_no_file_another_session_took(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_p3monitor import outbox
+
+    for name in ("a", "b", "c"):
+        outbox.save("runs", name, {"run": name}, base=tmp_path)
+    real_stat = Path.stat
+
+    def stat_after_another_session_took_b(self: Path, **kw: bool) -> os.stat_result:
+        if self.name == "b.json":
+            self.unlink(missing_ok=True)  # the other session's remove, just before our stat
+        return real_stat(self, **kw)
+
+    monkeypatch.setattr(Path, "stat", stat_after_another_session_took_b)
+    assert [p.stem for p in outbox.pending("runs", base=tmp_path)] == ["a", "c"]
+
+
+def test_a_kept_run_another_session_took_is_skipped_silently(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_p3monitor import outbox
+
+    db = pytester.path / "results.db"
+    db.write_text("not a database")
+    run_with_store(pytester, db)
+    (kept,) = kept_runs(pytester)
+    db.unlink()
+    real_pending = outbox.pending
+
+    def pending_then_taken(kind: str, base: Path = outbox.DEFAULT_DIR) -> list[Path]:
+        found = real_pending(kind, base)
+        kept.unlink()  # another session stored it between our listing and our load
+        return found
+
+    monkeypatch.setattr(outbox, "pending", pending_then_taken)
+    result = run_with_store(pytester, db)
+    result.stdout.no_fnmatch_line("*Warning: p3monitor*")
+    assert len(store_rows(db, "SELECT run_id FROM p3m_runs")) == 1
+
+
+PYTEST = [sys.executable, "-m", "pytest"]
+
+
+def test_sessions_emptying_one_outbox_at_once_store_each_run_once(
+    pytester: pytest.Pytester,
+) -> None:
+    db = pytester.path / "results.db"
+    db.write_text("not a database")
+    run_with_store(pytester, db)
+    (kept,) = kept_runs(pytester)
+    data = kept.read_text()
+    ids = {f"{i:032x}" for i in range(1, 41)}
+    for run_id in ids:
+        kept.with_name(f"{run_id}.json").write_text(data.replace(kept.stem, run_id))
+    kept.unlink()
+    db.unlink()
+    procs = [
+        subprocess.Popen(
+            [*PYTEST, "--p3monitor", f"--p3monitor-db={db}", "-q", "-p", "no:cacheprovider"],
+            cwd=pytester.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    for p in procs:
+        out = p.communicate(timeout=300)[0]
+        assert p.returncode == 1, out
+        assert "Warning" not in out, out
+    stored = [r[0] for r in store_rows(db, "SELECT run_id FROM p3m_runs")]
+    assert len(stored) == len(set(stored)) == 44
+    assert ids <= set(stored)
+    assert kept_runs(pytester) == []

@@ -345,7 +345,9 @@ def _flush_posts(box: Path, kind: str, args: argparse.Namespace, say: Callable[[
         try:
             entry = outbox.load(path)
             payload = entry["payload"]
-        except (ValueError, KeyError) as exc:
+        except FileNotFoundError:
+            continue  # sent meanwhile by another flush
+        except (OSError, ValueError, KeyError) as exc:
             say(f"kept {kind} entry {path} is unreadable and was left there: {exc}")
             left += 1
             continue
