@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import sqlite3
@@ -419,7 +420,8 @@ def test_the_password_of_a_kept_store_url_is_never_written() -> None:
     # without the password at hand, libpq finds it (PGPASSWORD, ~/.pgpass)
     assert kept_store_url({"store": kept}, None, {}) == "postgresql://ci@db.example:5432/results"
     assert kept_store_url({"store": kept}, None, {"P3MONITOR_DB": url}) == url
-    assert kept_store_url({"store": kept}, "other.db", {"P3MONITOR_DB": url}) == "other.db"
+    other = str(Path.cwd() / "other.db")
+    assert kept_store_url({"store": kept}, "other.db", {"P3MONITOR_DB": url}) == other
     assert kept_store_url({"store": "/p/custom.db"}, None, {"P3MONITOR_DB": url}) == "/p/custom.db"
     assert kept_store_url({}, None, {"P3MONITOR_DB": url}) is None  # an entry of an older version
 
@@ -514,3 +516,52 @@ def test_sessions_emptying_one_outbox_at_once_store_each_run_once(
     assert len(stored) == len(set(stored)) == 44
     assert ids <= set(stored)
     assert kept_runs(pytester) == []
+
+
+# -- store paths: the same rule for pytest and the p3monitor command ---------------------
+
+
+@pytest.fixture
+def in_subfolder(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The ini file in the project folder (the rootdir), pytest started in ``sub``."""
+    pytester.makeini("[pytest]\n")
+    sub = pytester.mkpydir("sub")
+    (sub / "test_suite.py").write_text(SUITE)
+    monkeypatch.chdir(sub)
+    monkeypatch.setenv("HOME", str(pytester.path / "home"))
+    return sub
+
+
+@pytest.mark.parametrize("where", ["cli", "env", "env-home"])
+def test_a_typed_store_path_is_relative_to_the_current_folder_for_pytest_and_the_cli(
+    pytester: pytest.Pytester,
+    in_subfolder: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    where: str,
+) -> None:
+    from pytest_p3monitor.cli import main
+
+    value = "~/h.db" if where == "env-home" else "typed.db"
+    expected = pytester.path / "home" / "h.db" if where == "env-home" else in_subfolder / "typed.db"
+    args = ["--p3monitor"]
+    if where == "cli":
+        args.append(f"--p3monitor-db={value}")
+    else:
+        monkeypatch.setenv("P3MONITOR_DB", value)
+    assert pytester.runpytest(*args).ret == pytest.ExitCode.TESTS_FAILED
+    assert len(store_rows(expected, "SELECT run_id FROM p3m_runs")) == 1
+    assert not (pytester.path / "typed.db").exists()
+    capsys.readouterr()
+    cli = [] if where != "cli" else ["--db", value]
+    assert main(["runs", "--format", "json", *cli]) == 0, capsys.readouterr().err
+    assert len(json.loads(capsys.readouterr().out)) == 1
+
+
+def test_an_ini_store_path_is_relative_to_the_ini_file(
+    pytester: pytest.Pytester, in_subfolder: Path
+) -> None:
+    pytester.makeini("[pytest]\np3monitor_db = from-ini.db\n")
+    assert pytester.runpytest("--p3monitor").ret == pytest.ExitCode.TESTS_FAILED
+    assert len(store_rows(pytester.path / "from-ini.db", "SELECT run_id FROM p3m_runs")) == 1
+    assert not (in_subfolder / "from-ini.db").exists()

@@ -32,18 +32,24 @@ from .config import Setting, setting
 from .records import RunInfo, TestRecord
 from .report import json_report, terminal
 from .runinfo import GitLookup, detect_ci
-from .store import Store, StoreError, open_store, redact_url, sqlite_path
+from .store import Store, StoreError, open_store, redact_url, resolve_url, sqlite_path
 from .warnings import ExportWarning, P3MonitorWarning, StoreWarning
 
 
+def _base(s: Setting, config: pytest.Config) -> Path:
+    """The folder a relative path of ``s`` is relative to: the ini file's for a path from the
+    ini file; the folder pytest was started in for one from the command line or the
+    environment (as with any tool, and as the ``p3monitor`` command reads them)."""
+    if s.where.startswith("ini") and config.inipath is not None:
+        return config.inipath.parent
+    return config.invocation_params.dir
+
+
 def _resolve_path(s: Setting, config: pytest.Config) -> str | None:
-    """A relative path from the ini file is relative to it; from CLI/env, to the cwd."""
+    """The absolute path of a path setting (``~`` expanded; see :func:`_base`)."""
     if s.value is None or "://" in s.value:
         return s.value
-    path = Path(s.value).expanduser()
-    if not path.is_absolute() and s.where.startswith("ini") and config.inipath is not None:
-        path = config.inipath.parent / path
-    return str(path)
+    return str(_base(s, config) / Path(s.value).expanduser())
 
 
 @contextlib.contextmanager
@@ -105,7 +111,8 @@ class MonitorSession:
 
         root = config.rootpath
         self.db_setting = setting(config, "p3monitor_db", env="P3MONITOR_DB")
-        self.db_url = _resolve_path(self.db_setting, config)
+        db = self.db_setting
+        self.db_url = resolve_url(db.value, _base(db, config)) if db.value else None
         self.store_root = root
         #: the store runs are meant for, as kept runs record it (no password): an absolute
         #: path, or the server URL

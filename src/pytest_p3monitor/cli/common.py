@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..store import DEFAULT_PATH, Store, StoreError, open_store, redact_url
+from ..store import DEFAULT_PATH, Store, StoreError, open_store, redact_url, resolve_url
 
 FORMATS = ("table", "json", "markdown")
 
@@ -45,9 +45,16 @@ def find_default_db(start: Path | None = None) -> Path:
     return here / DEFAULT_PATH
 
 
+def store_url(text: str) -> str:
+    """A store URL typed on the command line or set in the environment: a relative path
+    is relative to the current folder, ``~`` is expanded (as ``pytest --p3monitor`` reads
+    ``--p3monitor-db`` and ``P3MONITOR_DB``)."""
+    return resolve_url(text, Path.cwd())
+
+
 def db_url(args: argparse.Namespace) -> str:
     url: str | None = args.db or os.environ.get("P3MONITOR_DB")
-    return url if url else str(find_default_db())
+    return store_url(url) if url else str(find_default_db())
 
 
 @contextmanager
@@ -134,4 +141,5 @@ __all__ = [
     "reading_store",
     "redact_url",
     "render_table",
+    "store_url",
 ]

@@ -32,7 +32,7 @@ from ..fsutil import atomic_write_text
 from ..records import RunInfo, RunRow, TestRecord
 from ..store import Store, StoreError, open_store
 from ..store import redact_url as redact_store_url
-from .common import CommandError, add_command, db_url, guarded, print_json
+from .common import CommandError, add_command, db_url, guarded, print_json, store_url
 from .prune import parse_duration
 from .runs import run_dict
 
@@ -267,7 +267,7 @@ def kept_store_url(
     ``~/.pgpass``).
     """
     if cli_db:
-        return cli_db
+        return store_url(cli_db)
     kept = entry.get("store")
     if not isinstance(kept, str) or not kept:
         return None

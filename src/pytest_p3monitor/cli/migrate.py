@@ -20,7 +20,7 @@ from typing import Any
 
 from ..store import Store, StoreError, open_store, sqlite_path
 from ..store.sql import SQLStore
-from .common import CommandError, guarded, print_json
+from .common import CommandError, guarded, print_json, store_url
 
 #: runs read from the source per query
 BATCH = 200
@@ -53,6 +53,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _open(url: str, create: bool, role: str) -> SQLStore:
+    url = store_url(url)
     try:
         store: Store = open_store(url, create=create)
     except StoreError as exc:
@@ -90,7 +91,7 @@ def _new_files(url: str) -> list[Path]:
     """What opening the SQLite store ``url`` would create: its file (and the WAL files
     beside it) and the folders missing above it, deepest first; [] for an existing file
     or a server database."""
-    path = sqlite_path(url)
+    path = sqlite_path(store_url(url))
     if path is None or path.exists():
         return []
     path = path.absolute()

@@ -18,6 +18,7 @@ __all__ = [
     "StoreUnavailable",
     "open_store",
     "redact_url",
+    "resolve_url",
     "sqlite_path",
 ]
 
@@ -62,6 +63,20 @@ def open_store(url: str | None, *, create: bool = True, root: Path | None = None
     if path is None:  # pragma: no cover - every other URL was handled above
         raise StoreUnavailable(f"not a SQLite store: {redact_url(str(url))!r}")
     return SQLiteStore(path, create=create)
+
+
+def resolve_url(url: str, base: Path) -> str:
+    """A store URL as the user gave it, made independent of the current folder.
+
+    A SQLite path (``sqlite://`` optional) gets ``~`` expanded and, when relative, is taken
+    relative to ``base``: the current folder for a path typed on the command line or set
+    in the environment, the ini file's folder for one from the ini file. The pytest plugin
+    and the ``p3monitor`` command both read paths through here. A server URL is unchanged.
+    """
+    path = sqlite_path(url)
+    if path is None:
+        return url
+    return str(base / path.expanduser())
 
 
 def sqlite_path(url: str | None, root: Path | None = None) -> Path | None:
