@@ -233,6 +233,18 @@ def test_texts_with_nul_characters_are_stored(store: SQLStore) -> None:
     assert messages[0].startswith("bad ") and messages[1].startswith("got b'")
 
 
+def test_a_node_id_is_looked_up_as_it_was_stored(store: SQLStore) -> None:
+    """A file name that is not UTF-8 gives a node id with a lone surrogate: it is stored
+    cleaned, and found again by the id pytest gives (not a UnicodeEncodeError)."""
+    odd = "test_\udcff.py::test_flip"
+    for i, outcome in enumerate(["passed", "failed", "passed"]):
+        save(store, f"r{i}", float(i), {odd: outcome, "t.py::test_a": "passed"})
+    assert [r.outcome for r in store.test_history(odd)] == ["passed", "failed", "passed"]
+    found = dict(store.histories(nodeids=[odd, "t.py::test_a", "t.py::missing"]))
+    assert sorted(found) == sorted([odd, "t.py::test_a"])
+    assert len(found[odd]) == 3
+
+
 def test_save_10k_run_is_fast(store: SQLStore) -> None:
     """A guard against a slip into per-test round trips, not the benchmark (benchmarks/)."""
     tests = [

@@ -565,3 +565,49 @@ def test_an_ini_store_path_is_relative_to_the_ini_file(
     assert pytester.runpytest("--p3monitor").ret == pytest.ExitCode.TESTS_FAILED
     assert len(store_rows(pytester.path / "from-ini.db", "SELECT run_id FROM p3m_runs")) == 1
     assert not (in_subfolder / "from-ini.db").exists()
+
+
+# -- node ids the store cleans (a file name that is not UTF-8) ----------------------------
+
+FLIP = """
+import pathlib
+
+def test_flip():
+    assert pathlib.Path("fail-now").exists() is False
+"""
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_a_test_file_named_in_no_encoding_is_quarantined_like_any_other(
+    pytester: pytest.Pytester, many: bool
+) -> None:
+    """Its node id carries a lone surrogate: stored cleaned, and looked up cleaned too."""
+    from pytest_p3monitor.records import RunInfo, TestRecord
+    from pytest_p3monitor.store.sqlite import SQLiteStore
+
+    name = os.fsdecode(b"test_\xff.py")
+    nodeid = f"{name}::test_flip"
+    (pytester.path / name).write_text(FLIP)
+    if many:  # over PER_TEST_QUERIES tests: the history is read in one scan
+        pytester.makepyfile(
+            test_many="import pytest\n@pytest.mark.parametrize('i', range(320))\n"
+            "def test_i(i):\n    assert i != 0 or __import__('os').path.exists('x') is False\n"
+        )
+    db = pytester.path / "results.db"
+    store = SQLiteStore(db)
+    for i in range(10):
+        outcome = "failed" if i % 2 else "passed"
+        store.save_run(
+            RunInfo(run_id=f"r{i}", started_at=1000.0 + i, commit=f"c{i}"),
+            [TestRecord(nodeid=nodeid, outcome=outcome, call_s=0.1)],
+            {},
+        )
+    store.close()
+    (pytester.path / "fail-now").write_text("")
+    args = ["--p3monitor", f"--p3monitor-db={db}", "--p3monitor-quarantine"]
+    if many:
+        args += ["--p3monitor-fail-on", "test_duration > 100s"]
+    result = pytester.runpytest(*args, "-p", "no:cacheprovider")  # pytest's own cache fails
+    result.assert_outcomes(passed=320 if many else 0, failed=1)
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result.stdout.no_fnmatch_line("*Warning: p3monitor*")

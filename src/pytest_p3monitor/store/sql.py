@@ -68,7 +68,11 @@ def outcome_counts(outcomes: Counter[str], reruns: int) -> dict[str, int]:
 
 def clean_text(value: str | None) -> str | None:
     """A string every backend accepts: no NUL characters, no lone surrogates (which a
-    parametrize id or a failure message can carry)."""
+    parametrize id, a file name that is not UTF-8 or a failure message can carry).
+
+    Node ids are stored cleaned, so every lookup by node id (a query, or a match against
+    what the store returns) cleans it the same way: :func:`stored_nodeid`.
+    """
     if value is None or (value.isascii() and "\x00" not in value):
         return value
     if "\x00" in value:
@@ -78,6 +82,13 @@ def clean_text(value: str | None) -> str | None:
     except UnicodeEncodeError:
         value = value.encode("utf-8", "replace").decode("utf-8")
     return value
+
+
+def stored_nodeid(nodeid: str) -> str:
+    """``nodeid`` as the store holds it (:func:`clean_text`): what to look it up by."""
+    if nodeid.isascii() and "\x00" not in nodeid:
+        return nodeid
+    return clean_text(nodeid) or nodeid
 
 
 def batched_rows(cur: Any, size: int = 5000) -> Iterator[Sequence[Any]]:
@@ -453,8 +464,10 @@ class SQLStore(Store):
         ids: dict[int, str] = {}
         cur = self.conn.cursor()
         unique = list(dict.fromkeys(nodeids))
-        for i in range(0, len(unique), _IN_CHUNK):
-            chunk = unique[i : i + _IN_CHUNK]
+        # looked up as stored (cleaned), given back under the node ids asked for
+        stored = list(dict.fromkeys(map(stored_nodeid, unique)))
+        for i in range(0, len(stored), _IN_CHUNK):
+            chunk = stored[i : i + _IN_CHUNK]
             marks = ", ".join(["?"] * len(chunk))
             sql = f"SELECT id, nodeid FROM p3m_tests WHERE nodeid IN ({marks})"
             cur.execute(self.q(sql), chunk)
@@ -462,7 +475,7 @@ class SQLStore(Store):
         found = self._recent_results(ids, limit, branch)
         by_nodeid = {nodeid: found[test] for test, nodeid in ids.items()}
         for nodeid in unique:
-            rows = by_nodeid.get(nodeid)
+            rows = by_nodeid.get(stored_nodeid(nodeid))
             if rows:
                 yield nodeid, rows
 
