@@ -611,3 +611,40 @@ def test_a_test_file_named_in_no_encoding_is_quarantined_like_any_other(
     result.assert_outcomes(passed=320 if many else 0, failed=1)
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     result.stdout.no_fnmatch_line("*Warning: p3monitor*")
+
+
+# -- the commands name their own options; a FIFO is no store ------------------------------
+
+
+def test_cli_errors_name_the_option_of_the_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_p3monitor.cli import main
+    from pytest_p3monitor.store.sqlite import SQLiteStore
+
+    notes = tmp_path / "notes.db"
+    notes.write_text("my notes")
+    assert main(["runs", "--db", str(notes)]) == 2
+    err = capsys.readouterr().err
+    assert "point --db / P3MONITOR_DB at another file" in err and "--p3monitor-db" not in err
+    SQLiteStore(tmp_path / "src.db").close()
+    assert main(["migrate-store", "--from", str(tmp_path / "src.db"), "--to", str(notes)]) == 2
+    err = capsys.readouterr().err
+    assert "point --to at another file" in err and "--p3monitor-db" not in err, err
+
+
+def test_a_fifo_is_refused_like_a_folder(pytester: pytest.Pytester) -> None:
+    fifo = pytester.path / "results.db"
+    os.mkfifo(fifo)
+    pytester.makepyfile(test_suite=SUITE)
+    proc = subprocess.run(
+        [*PYTEST, "--p3monitor", f"--p3monitor-db={fifo}", "-q", "-p", "no:cacheprovider"],
+        cwd=pytester.path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stdout
+    assert proc.stdout.count("Warning: p3monitor") == 1, proc.stdout
+    assert "is not a regular file" in proc.stdout
+    assert len(kept_runs(pytester)) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -71,6 +72,18 @@ def reading_store(args: argparse.Namespace) -> Iterator[Store]:
         store.close()
 
 
+#: How store errors name the pytest plugin's settings, where a command has its own option.
+_PLUGIN_OPTION = re.compile(
+    r"(?:(?<=point )|(?<= in ))--p3monitor-db(?: / P3MONITOR_DB)?(?: / ini p3monitor_db)?"
+)
+
+
+def for_command(text: str, option: str = "--db / P3MONITOR_DB") -> str:
+    """A store error's advice (written for ``pytest --p3monitor``) naming the command's own
+    option instead of ``--p3monitor-db``."""
+    return _PLUGIN_OPTION.sub(option, text)
+
+
 class CommandError(Exception):
     """A user-facing failure of a subcommand: printed as ``p3monitor: error: ...``."""
 
@@ -87,7 +100,7 @@ def guarded(func: Runner) -> Runner:
         try:
             return func(args)
         except (CommandError, StoreError) as exc:
-            return fail(str(exc))
+            return fail(for_command(str(exc)))
 
     wrapper.__name__ = func.__name__
     wrapper.__doc__ = func.__doc__
@@ -136,6 +149,7 @@ __all__ = [
     "add_command",
     "db_url",
     "fail",
+    "for_command",
     "guarded",
     "print_json",
     "reading_store",

@@ -32,7 +32,15 @@ from ..fsutil import atomic_write_text
 from ..records import RunInfo, RunRow, TestRecord
 from ..store import Store, StoreError, open_store
 from ..store import redact_url as redact_store_url
-from .common import CommandError, add_command, db_url, guarded, print_json, store_url
+from .common import (
+    CommandError,
+    add_command,
+    db_url,
+    for_command,
+    guarded,
+    print_json,
+    store_url,
+)
 from .prune import parse_duration
 from .runs import run_dict
 
@@ -306,13 +314,13 @@ def _flush_runs(box: Path, args: argparse.Namespace, say: Callable[[str], None])
                     stores[url] = exc
             store = stores[url]
             if isinstance(store, StoreError):
-                say(f"kept run {path.stem} not stored: {store}")
+                say(f"kept run {path.stem} not stored: {for_command(str(store))}")
                 left += 1
                 continue
             try:
                 store.save_run(run, tests, data.get("metrics") or {})
             except StoreError as exc:
-                say(f"kept run {path.stem} not stored: {exc}")
+                say(f"kept run {path.stem} not stored: {for_command(str(exc))}")
                 left += 1
                 continue
             outbox.remove(path)

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..store import Store, StoreError, open_store, sqlite_path
 from ..store.sql import SQLStore
-from .common import CommandError, guarded, print_json, store_url
+from .common import CommandError, for_command, guarded, print_json, store_url
 
 #: runs read from the source per query
 BATCH = 200
@@ -57,7 +57,7 @@ def _open(url: str, create: bool, role: str) -> SQLStore:
     try:
         store: Store = open_store(url, create=create)
     except StoreError as exc:
-        raise CommandError(f"{role}: {exc}") from None
+        raise CommandError(f"{role}: {for_command(str(exc), role)}") from None
     if not isinstance(store, SQLStore):  # pragma: no cover - every backend is SQL today
         store.close()
         raise CommandError(f"{role}: {store.display_url} cannot be copied (not a SQL store)")
@@ -141,10 +141,11 @@ def run(args: argparse.Namespace) -> int:
     except (CommandError, StoreError) as exc:
         source.close()
         target.close()
+        text = for_command(str(exc), "--from / --to")
         if created:  # a store this command made holds only part of a failed copy
             _remove(created)
-            raise CommandError(f"{exc} ({target.display_url} was not created)") from None
-        raise
+            text += f" ({target.display_url} was not created)"
+        raise CommandError(text) from None
     finally:
         source.close()
         target.close()

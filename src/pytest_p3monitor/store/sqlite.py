@@ -89,6 +89,12 @@ class SQLiteStore(SQLStore):
         self.path = Path(path)
         self.display_url = str(self.path)
         if self.path.exists():
+            if not self.path.is_file():  # reading a FIFO would wait for a writer for good
+                raise StoreUnavailable(
+                    f"the results store {self.path} is not a regular file (a folder, a FIFO, a "
+                    "device); it was left as it is. Point --p3monitor-db / P3MONITOR_DB / ini "
+                    "p3monitor_db at a file."
+                )
             _check_header(self.path)
         elif not create:
             raise StoreUnavailable(
