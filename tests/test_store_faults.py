@@ -420,6 +420,8 @@ def test_the_password_of_a_kept_store_url_is_never_written() -> None:
     # without the password at hand, libpq finds it (PGPASSWORD, ~/.pgpass)
     assert kept_store_url({"store": kept}, None, {}) == "postgresql://ci@db.example:5432/results"
     assert kept_store_url({"store": kept}, None, {"P3MONITOR_DB": url}) == url
+    fixed = "postgresql://team:right@db.example:5432/results"  # after a wrong login
+    assert kept_store_url({"store": kept}, None, {"P3MONITOR_DB": fixed}) == fixed
     other = str(Path.cwd() / "other.db")
     assert kept_store_url({"store": kept}, "other.db", {"P3MONITOR_DB": url}) == other
     assert kept_store_url({"store": "/p/custom.db"}, None, {"P3MONITOR_DB": url}) == "/p/custom.db"

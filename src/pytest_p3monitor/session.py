@@ -32,7 +32,15 @@ from .config import Setting, setting
 from .records import RunInfo, TestRecord
 from .report import json_report, terminal
 from .runinfo import GitLookup, detect_ci
-from .store import Store, StoreError, open_store, redact_url, resolve_url, sqlite_path
+from .store import (
+    Store,
+    StoreError,
+    open_store,
+    redact_url,
+    resolve_url,
+    sqlite_path,
+    store_identity,
+)
 from .warnings import ExportWarning, P3MonitorWarning, StoreWarning
 
 
@@ -331,7 +339,8 @@ class MonitorSession:
         for path in outbox.pending("runs", base=self.outbox_dir):
             try:
                 data = outbox.load(path)
-                if data.get("store", self.store_target) != self.store_target:
+                kept_for = data.get("store", self.store_target)
+                if store_identity(str(kept_for)) != store_identity(self.store_target):
                     continue
                 run = RunInfo.from_dict(data["run"])
                 tests = [TestRecord.from_dict(t) for t in data["tests"]]

@@ -30,8 +30,7 @@ from .. import outbox
 from ..exporters.redact import redact_obj, redact_text, redact_url, url_secrets
 from ..fsutil import atomic_write_text
 from ..records import RunInfo, RunRow, TestRecord
-from ..store import Store, StoreError, open_store
-from ..store import redact_url as redact_store_url
+from ..store import Store, StoreError, open_store, store_identity
 from .common import (
     CommandError,
     add_command,
@@ -270,20 +269,20 @@ def kept_store_url(
     """The store a kept run goes to: ``--db`` when given, else the store the session meant
     it for (recorded when it was kept); None for an entry that names none (older versions).
 
-    The recorded URL of a server has no password (``user:***@``): it is taken from
-    ``P3MONITOR_DB`` when that names the same store, else left to libpq (``PGPASSWORD``,
-    ``~/.pgpass``).
+    The recorded URL of a server has no password (``user:***@``): ``P3MONITOR_DB`` is used
+    when it names the same store (whoever it logs in as), else libpq finds the password
+    (``PGPASSWORD``, ``~/.pgpass``).
     """
     if cli_db:
         return store_url(cli_db)
     kept = entry.get("store")
     if not isinstance(kept, str) or not kept:
         return None
+    env = environ.get("P3MONITOR_DB")
+    if env and store_identity(store_url(env)) == store_identity(kept):
+        return store_url(env)
     if ":***@" not in kept:
         return kept
-    env = environ.get("P3MONITOR_DB")
-    if env and redact_store_url(env) == kept:
-        return env
     return re.sub(r"(://[^:/@]*):\*\*\*@", r"\1@", kept)
 
 

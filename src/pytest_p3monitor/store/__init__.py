@@ -20,12 +20,19 @@ __all__ = [
     "redact_url",
     "resolve_url",
     "sqlite_path",
+    "store_identity",
 ]
 
 
 def redact_url(url: str) -> str:
     """``url`` with any password replaced by ``***``, safe to print or store."""
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def store_identity(url: str) -> str:
+    """Which store ``url`` names, whoever logs in: the URL without its user and password
+    (a run kept after a wrong password belongs to the store the right one opens)."""
+    return re.sub(r"^([a-z][a-z0-9+.-]*://)[^@/]*@", r"\1", url)
 
 
 def is_postgres(url: str) -> bool:
