@@ -233,6 +233,18 @@ def test_texts_with_nul_characters_are_stored(store: SQLStore) -> None:
     assert messages[0].startswith("bad ") and messages[1].startswith("got b'")
 
 
+def test_a_node_id_is_looked_up_as_it_was_stored(store: SQLStore) -> None:
+    """A file name that is not UTF-8 gives a node id with a lone surrogate: it is stored
+    cleaned, and found again by the id pytest gives (not a UnicodeEncodeError)."""
+    odd = "test_\udcff.py::test_flip"
+    for i, outcome in enumerate(["passed", "failed", "passed"]):
+        save(store, f"r{i}", float(i), {odd: outcome, "t.py::test_a": "passed"})
+    assert [r.outcome for r in store.test_history(odd)] == ["passed", "failed", "passed"]
+    found = dict(store.histories(nodeids=[odd, "t.py::test_a", "t.py::missing"]))
+    assert sorted(found) == sorted([odd, "t.py::test_a"])
+    assert len(found[odd]) == 3
+
+
 def test_save_10k_run_is_fast(store: SQLStore) -> None:
     """A guard against a slip into per-test round trips, not the benchmark (benchmarks/)."""
     tests = [
@@ -294,6 +306,20 @@ def test_schema_newer_than_the_code_is_left_alone(postgres_url: str) -> None:
         open_store(postgres_url)
     with psycopg.connect(postgres_url) as conn:
         assert conn.execute("SELECT value FROM p3m_meta").fetchone() == (str(SCHEMA_VERSION + 1),)
+
+
+@needs_postgres
+def test_schema_version_that_is_not_a_number_is_left_alone(postgres_url: str) -> None:
+    import psycopg
+
+    open_store(postgres_url).close()
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("UPDATE p3m_meta SET value = 'abc' WHERE key = 'schema_version'")
+    for create in (True, False):
+        with pytest.raises(StoreCorrupt, match=r"schema version 'abc'.*not a version number"):
+            open_store(postgres_url, create=create)
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT value FROM p3m_meta").fetchone() == ("abc",)
 
 
 @needs_postgres

@@ -39,7 +39,7 @@ from .flaky import (
 )
 from .records import FAILING_OUTCOMES, HistoryRow, TestRecord
 from .store import StoreError
-from .warnings import StoreWarning
+from .store.sql import stored_nodeid
 
 if TYPE_CHECKING:
     from .session import MonitorSession
@@ -160,10 +160,16 @@ class FlakyPlugin:
         try:
             if len(nodeids) <= PER_TEST_QUERIES:
                 return dict(store.histories(self.window, self.branch, nodeids))
-            wanted = set(nodeids)
-            return {n: rows for n, rows in store.histories(self.window, self.branch) if n in wanted}
+            wanted: dict[str, list[str]] = {}  # as stored -> as asked for
+            for nodeid in nodeids:
+                wanted.setdefault(stored_nodeid(nodeid), []).append(nodeid)
+            return {
+                nodeid: rows
+                for stored, rows in store.histories(self.window, self.branch)
+                for nodeid in wanted.get(stored, ())
+            }
         except StoreError as exc:
-            self.monitor.warn(f"flaky history not read: {exc}", StoreWarning)
+            self.monitor.store_failed(exc)
             return {}
 
     def known_flaky(self) -> dict[str, FlakyResult]:
@@ -181,7 +187,7 @@ class FlakyPlugin:
                     stream = store.failing_histories(self.window, self.branch)
                     self.known = {r.nodeid: r for r in classify_all(stream) if r.is_flaky}
                 except StoreError as exc:
-                    self.monitor.warn(f"flaky history not read: {exc}", StoreWarning)
+                    self.monitor.store_failed(exc)
         return self.known
 
     # -- reruns --------------------------------------------------------------------------------
@@ -209,8 +215,8 @@ class FlakyPlugin:
             return
         # the marker replaces a global --reruns for the test: never give it fewer
         reruns = max(self.rerun_flaky, config.getoption("reruns", None) or 0)
-        for item in items:
-            if item.nodeid in flaky_set and item.get_closest_marker("flaky") is None:
+        for item in items:  # the known ids are as stored
+            if stored_nodeid(item.nodeid) in flaky_set and item.get_closest_marker("flaky") is None:
                 item.add_marker(pytest.mark.flaky(reruns=reruns))
                 self.marked.append(item.nodeid)
 
@@ -270,7 +276,13 @@ class FlakyPlugin:
         """``report["flaky"]``: the flaky tests this session knows of, highest score first."""
         by_id: dict[str, dict[str, Any]] = {}
         records = self.monitor.records
-        for nodeid, result in (self.known or {}).items():
+        as_stored: dict[str, str] | None = None  # stored id -> session id, made on a miss
+        for stored, result in (self.known or {}).items():
+            nodeid = stored
+            if nodeid not in records:
+                if as_stored is None:
+                    as_stored = {stored_nodeid(n): n for n in records}
+                nodeid = as_stored.get(stored, stored)
             if nodeid not in records or nodeid in self.verdicts:
                 continue
             record = records[nodeid]

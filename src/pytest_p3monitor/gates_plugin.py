@@ -41,6 +41,8 @@ from .rules import (
     report_metrics,
 )
 from .runinfo import usable_cpus
+from .store import StoreError
+from .store.sql import stored_nodeid
 
 if TYPE_CHECKING:
     from .session import MonitorSession
@@ -251,6 +253,8 @@ class GatesPlugin:
                 history, trend_rows, test_figures = self._read_history(
                     store, current, report, durations
                 )
+            except StoreError as exc:  # one warning, with the run kept in the outbox
+                monitor.store_failed(exc)
             except Exception as exc:  # the store failing must not stop the gates
                 monitor.warn(f"history not read, history rules not evaluated: {exc}")
             else:
@@ -359,11 +363,11 @@ class GatesPlugin:
         window = TEST_HISTORY_WINDOW if classify else DURATION_HISTORY_WINDOW
         stream: Iterable[tuple[str, Sequence[Any]]] = ()
         if len(wanted) > PER_TEST_QUERIES:  # one scan of the last runs beats many queries
-            wanted_set = set(wanted)
+            as_stored = {stored_nodeid(nodeid): nodeid for nodeid in wanted}
             stream = (
-                (nodeid, rows)
-                for nodeid, rows in store.histories(window=window, branch=run.branch)
-                if nodeid in wanted_set
+                (as_stored[stored], rows)
+                for stored, rows in store.histories(window=window, branch=run.branch)
+                if stored in as_stored
             )
         elif wanted:
             stream = store.histories(window=window, branch=run.branch, nodeids=wanted)

@@ -27,14 +27,27 @@ def save(kind: str, name: str, payload: dict[str, Any], base: Path = DEFAULT_DIR
 
 
 def pending(kind: str, base: Path = DEFAULT_DIR) -> list[Path]:
-    """The kept files of one kind, oldest first."""
+    """The kept files of one kind, oldest first.
+
+    Several sessions may empty one outbox at once: a file another one delivered and
+    removed meanwhile is not listed (and :func:`load` of a listed file may still raise
+    :class:`FileNotFoundError`, which means the same: not ours to deliver).
+    """
     folder = base / kind
     if not folder.is_dir():
         return []
-    return sorted(folder.glob("*.json"), key=lambda p: (p.stat().st_mtime, p.name))
+    found: list[tuple[float, str, Path]] = []
+    for path in folder.glob("*.json"):
+        try:
+            found.append((path.stat().st_mtime, path.name, path))
+        except FileNotFoundError:
+            continue
+    found.sort()
+    return [path for _, _, path in found]
 
 
 def load(path: Path) -> dict[str, Any]:
+    """A kept entry; :class:`FileNotFoundError` when another session delivered it."""
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise ValueError(f"{path} does not hold a JSON object")

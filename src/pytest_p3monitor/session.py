@@ -33,18 +33,32 @@ from .exporters.redact import redact_text
 from .records import RunInfo, TestRecord
 from .report import json_report, terminal
 from .runinfo import GitLookup, detect_ci
-from .store import Store, StoreError, open_store
+from .store import (
+    Store,
+    StoreError,
+    open_store,
+    redact_url,
+    resolve_url,
+    sqlite_path,
+    store_identity,
+)
 from .warnings import ExportWarning, P3MonitorWarning, StoreWarning
 
 
+def _base(s: Setting, config: pytest.Config) -> Path:
+    """The folder a relative path of ``s`` is relative to: the ini file's for a path from the
+    ini file; the folder pytest was started in for one from the command line or the
+    environment (as with any tool, and as the ``p3monitor`` command reads them)."""
+    if s.where.startswith("ini") and config.inipath is not None:
+        return config.inipath.parent
+    return config.invocation_params.dir
+
+
 def _resolve_path(s: Setting, config: pytest.Config) -> str | None:
-    """A relative path from the ini file is relative to it; from CLI/env, to the cwd."""
+    """The absolute path of a path setting (``~`` expanded; see :func:`_base`)."""
     if s.value is None or "://" in s.value:
         return s.value
-    path = Path(s.value).expanduser()
-    if not path.is_absolute() and s.where.startswith("ini") and config.inipath is not None:
-        path = config.inipath.parent / path
-    return str(path)
+    return str(_base(s, config) / Path(s.value).expanduser())
 
 
 @contextlib.contextmanager
@@ -100,13 +114,22 @@ class MonitorSession:
         self._warned: set[str] = set()
         self._store: Store | None = None
         self._store_failed = False
+        #: why the store is not used (the first fault), told in the one warning of _save
+        self._store_fault: str | None = None
+        #: True once the run was stored, kept in the outbox or lost (see ``store_failed``)
+        self._run_settled = False
         self._git: GitLookup | None = None
         self._workers_up = 0
 
         root = config.rootpath
         self.db_setting = setting(config, "p3monitor_db", env="P3MONITOR_DB")
-        self.db_url = _resolve_path(self.db_setting, config)
+        db = self.db_setting
+        self.db_url = resolve_url(db.value, _base(db, config)) if db.value else None
         self.store_root = root
+        #: the store runs are meant for, as kept runs record it (no password): an absolute
+        #: path, or the server URL
+        path = sqlite_path(self.db_url, root)
+        self.store_target = str(path) if path is not None else redact_url(str(self.db_url))
         self.outbox_dir = root / outbox.DEFAULT_DIR
         json_setting = setting(config, "p3monitor_json")
         json_path = _resolve_path(json_setting, config)
@@ -168,10 +191,26 @@ class MonitorSession:
             try:
                 self._store = open_store(self.db_url, root=self.store_root)
             except StoreError as exc:
-                self._store_failed = True
-                self.warn(f"results store not used: {exc}", StoreWarning)
+                self.store_failed(exc)
                 return None
         return self._store
+
+    def store_failed(self, exc: StoreError, what: str = "results store not used") -> None:
+        """The store failed (opening, reading or writing it): it is not used again.
+
+        Feature plugins call this with the :class:`StoreError` a read raised. The run then
+        goes to the outbox, and one warning says both what is wrong and where the run was
+        kept (issued when the run is saved, :meth:`_save`); a fault after that is warned now.
+        """
+        self._store_failed = True
+        if self._store_fault is None:
+            self._store_fault = f"{what}: {exc}"
+            if self._run_settled:
+                self.warn(self._store_fault, StoreWarning)
+        store, self._store = self._store, None
+        if store is not None:
+            with contextlib.suppress(Exception):  # it failed already: closing is a courtesy
+                store.close()
 
     def guarded(
         self,
@@ -257,39 +296,71 @@ class MonitorSession:
             try:
                 store.save_run(self.run, records, metrics)
             except StoreError as exc:
-                self.warn(f"run not stored: {exc}", StoreWarning)
+                self.store_failed(exc, "run not stored")
             else:
                 self.stored_in = store.display_url
+                self._run_settled = True
                 self._flush_outbox(store)
                 return
-        kept = outbox.save(
-            "runs",
-            self.run.run_id,
-            {
-                "run": self.run.to_dict(),
-                "tests": [r.to_dict() for r in records],
-                "metrics": metrics,
-            },
-            base=self.outbox_dir,
-        )
         self.stored_in = None
+        self._run_settled = True
+        self._keep(records, metrics)
+
+    def _keep(self, records: list[Any], metrics: dict[str, Any]) -> None:
+        """Keep the run in the outbox; one warning says why and where (or why it is lost)."""
+        fault = (self._store_fault or "results store not used").rstrip(". ")
+        try:
+            kept = outbox.save(
+                "runs",
+                self.run.run_id,
+                {
+                    "store": self.store_target,
+                    "run": self.run.to_dict(),
+                    "tests": [r.to_dict() for r in records],
+                    "metrics": metrics,
+                },
+                base=self.outbox_dir,
+            )
+        except (OSError, TypeError, ValueError) as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, OSError) and exc.strerror:
+                reason = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+            self.warn(
+                f"{fault}. The run could not be kept in {self.outbox_dir} either ({reason}): "
+                "it is lost. Make that folder writable, or fix the store.",
+                StoreWarning,
+            )
+            return
         self.warn(
-            f"the run was kept in {kept}; `p3monitor export --flush` (or the next session) "
-            "stores it once the store is usable",
+            f"{fault}. The run was kept in {kept}: once the store is usable, the next "
+            f"session stores it, or `p3monitor export --flush --outbox {self.outbox_dir}`.",
             StoreWarning,
         )
 
     def _flush_outbox(self, store: Store) -> None:
-        """Store runs kept by earlier sessions that could not reach the store."""
+        """Store runs kept by earlier sessions that could not reach this store.
+
+        A run kept for another store (another ``p3monitor_db``) is left for a session of
+        that store, or ``p3monitor export --flush``, to store where it belongs.
+        """
         for path in outbox.pending("runs", base=self.outbox_dir):
             try:
                 data = outbox.load(path)
+                kept_for = data.get("store", self.store_target)
+                if store_identity(str(kept_for)) != store_identity(self.store_target):
+                    continue
                 run = RunInfo.from_dict(data["run"])
                 tests = [TestRecord.from_dict(t) for t in data["tests"]]
-            except (ValueError, KeyError, TypeError) as exc:
+            except FileNotFoundError:
+                continue  # another session took it (and stores it): not ours
+            except (OSError, ValueError, KeyError, TypeError) as exc:
                 self.warn(f"kept run {path} is unreadable and was left there: {exc}", StoreWarning)
                 continue
-            store.save_run(run, tests, data.get("metrics") or {})
+            try:
+                store.save_run(run, tests, data.get("metrics") or {})
+            except StoreError as exc:
+                self.warn(f"the runs kept in {path.parent} were not stored: {exc}", StoreWarning)
+                return
             outbox.remove(path)
 
     def _write_json(self) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..store import DEFAULT_PATH, Store, StoreError, open_store, redact_url
+from ..store import DEFAULT_PATH, Store, StoreError, open_store, redact_url, resolve_url
 
 FORMATS = ("table", "json", "markdown")
 
@@ -45,9 +46,16 @@ def find_default_db(start: Path | None = None) -> Path:
     return here / DEFAULT_PATH
 
 
+def store_url(text: str) -> str:
+    """A store URL typed on the command line or set in the environment: a relative path
+    is relative to the current folder, ``~`` is expanded (as ``pytest --p3monitor`` reads
+    ``--p3monitor-db`` and ``P3MONITOR_DB``)."""
+    return resolve_url(text, Path.cwd())
+
+
 def db_url(args: argparse.Namespace) -> str:
     url: str | None = args.db or os.environ.get("P3MONITOR_DB")
-    return url if url else str(find_default_db())
+    return store_url(url) if url else str(find_default_db())
 
 
 @contextmanager
@@ -62,6 +70,18 @@ def reading_store(args: argparse.Namespace) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+#: How store errors name the pytest plugin's settings, where a command has its own option.
+_PLUGIN_OPTION = re.compile(
+    r"(?:(?<=point )|(?<= in ))--p3monitor-db(?: / P3MONITOR_DB)?(?: / ini p3monitor_db)?"
+)
+
+
+def for_command(text: str, option: str = "--db / P3MONITOR_DB") -> str:
+    """A store error's advice (written for ``pytest --p3monitor``) naming the command's own
+    option instead of ``--p3monitor-db``."""
+    return _PLUGIN_OPTION.sub(option, text)
 
 
 class CommandError(Exception):
@@ -80,7 +100,7 @@ def guarded(func: Runner) -> Runner:
         try:
             return func(args)
         except (CommandError, StoreError) as exc:
-            return fail(str(exc))
+            return fail(for_command(str(exc)))
 
     wrapper.__name__ = func.__name__
     wrapper.__doc__ = func.__doc__
@@ -129,11 +149,13 @@ __all__ = [
     "add_command",
     "db_url",
     "fail",
+    "for_command",
     "guarded",
     "print_json",
     "reading_store",
     "redact_url",
     "render_table",
+    "store_url",
 ]
 
 

@@ -18,6 +18,7 @@ import argparse
 import csv
 import io
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,8 +30,16 @@ from .. import outbox
 from ..exporters.redact import redact_obj, redact_text, redact_url, url_secrets
 from ..fsutil import atomic_write_text
 from ..records import RunInfo, RunRow, TestRecord
-from ..store import StoreError, open_store
-from .common import CommandError, add_command, db_url, guarded, print_json
+from ..store import Store, StoreError, open_store, store_identity
+from .common import (
+    CommandError,
+    add_command,
+    db_url,
+    for_command,
+    guarded,
+    print_json,
+    store_url,
+)
 from .prune import parse_duration
 from .runs import run_dict
 
@@ -254,35 +263,71 @@ def find_outbox(start: Path | None = None) -> Path:
 # -- flushing ------------------------------------------------------------------------------------
 
 
+def kept_store_url(
+    entry: Mapping[str, Any], cli_db: str | None, environ: Mapping[str, str]
+) -> str | None:
+    """The store a kept run goes to: ``--db`` when given, else the store the session meant
+    it for (recorded when it was kept); None for an entry that names none (older versions).
+
+    The recorded URL of a server has no password (``user:***@``): ``P3MONITOR_DB`` is used
+    when it names the same store (whoever it logs in as), else libpq finds the password
+    (``PGPASSWORD``, ``~/.pgpass``).
+    """
+    if cli_db:
+        return store_url(cli_db)
+    kept = entry.get("store")
+    if not isinstance(kept, str) or not kept:
+        return None
+    env = environ.get("P3MONITOR_DB")
+    if env and store_identity(store_url(env)) == store_identity(kept):
+        return store_url(env)
+    if ":***@" not in kept:
+        return kept
+    return re.sub(r"(://[^:/@]*):\*\*\*@", r"\1@", kept)
+
+
 def _flush_runs(box: Path, args: argparse.Namespace, say: Callable[[str], None]) -> int:
-    """Store the kept runs; return how many are left."""
+    """Store the kept runs, each in the store it was meant for; return how many are left."""
     paths = outbox.pending("runs", base=box)
     if not paths:
         return 0
-    url = db_url(args)
-    try:
-        store = open_store(url, create=True)
-    except StoreError as exc:
-        say(f"{len(paths)} kept run(s) not stored: {exc}")
-        return len(paths)
+    stores: dict[str, Store | StoreError] = {}
     left = 0
-    with store:
+    try:
         for path in paths:
             try:
                 data = outbox.load(path)
                 run = RunInfo.from_dict(data["run"])
                 tests = [TestRecord.from_dict(t) for t in data["tests"]]
-                store.save_run(run, tests, data.get("metrics") or {})
-            except (ValueError, KeyError, TypeError) as exc:
+            except FileNotFoundError:
+                continue  # a session stored it meanwhile
+            except (OSError, ValueError, KeyError, TypeError) as exc:
                 say(f"kept run {path} is unreadable and was left there: {exc}")
                 left += 1
                 continue
+            url = kept_store_url(data, args.db, os.environ) or db_url(args)
+            if url not in stores:
+                try:
+                    stores[url] = open_store(url, create=True)
+                except StoreError as exc:
+                    stores[url] = exc
+            store = stores[url]
+            if isinstance(store, StoreError):
+                say(f"kept run {path.stem} not stored: {for_command(str(store))}")
+                left += 1
+                continue
+            try:
+                store.save_run(run, tests, data.get("metrics") or {})
             except StoreError as exc:
-                say(f"kept run {path.stem} not stored: {exc}")
+                say(f"kept run {path.stem} not stored: {for_command(str(exc))}")
                 left += 1
                 continue
             outbox.remove(path)
             say(f"stored run {run.run_id} in {store.display_url}")
+    finally:
+        for store in stores.values():
+            if not isinstance(store, StoreError):
+                store.close()
     return left
 
 
@@ -307,7 +352,9 @@ def _flush_posts(box: Path, kind: str, args: argparse.Namespace, say: Callable[[
         try:
             entry = outbox.load(path)
             payload = entry["payload"]
-        except (ValueError, KeyError) as exc:
+        except FileNotFoundError:
+            continue  # sent meanwhile by another flush
+        except (OSError, ValueError, KeyError) as exc:
             say(f"kept {kind} entry {path} is unreadable and was left there: {exc}")
             left += 1
             continue

@@ -4,19 +4,23 @@ SQLite to PostgreSQL when a team outgrows one machine, and back. Runs are copied
 first, one transaction per run, reading one batch of runs and one run's results at a
 time, so memory stays bounded whatever the size of the store. A run already in the
 target (same run id) is skipped: running the copy again, or after an interruption,
-copies only what is missing.
+copies only what is missing. A copy that fails (a damaged source) into a SQLite file it
+created removes that file again: no half store is left behind.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import shutil
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from ..store import Store, StoreError, open_store
+from ..store import Store, StoreError, open_store, sqlite_path
 from ..store.sql import SQLStore
-from .common import CommandError, guarded, print_json
+from .common import CommandError, for_command, guarded, print_json, store_url
 
 #: runs read from the source per query
 BATCH = 200
@@ -49,10 +53,11 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _open(url: str, create: bool, role: str) -> SQLStore:
+    url = store_url(url)
     try:
         store: Store = open_store(url, create=create)
     except StoreError as exc:
-        raise CommandError(f"{role}: {exc}") from None
+        raise CommandError(f"{role}: {for_command(str(exc), role)}") from None
     if not isinstance(store, SQLStore):  # pragma: no cover - every backend is SQL today
         store.close()
         raise CommandError(f"{role}: {store.display_url} cannot be copied (not a SQL store)")
@@ -82,13 +87,41 @@ def copy_store(source: SQLStore, target: SQLStore, progress: Any = None) -> dict
             progress(counts)
 
 
+def _new_files(url: str) -> list[Path]:
+    """What opening the SQLite store ``url`` would create: its file (and the WAL files
+    beside it) and the folders missing above it, deepest first; [] for an existing file
+    or a server database."""
+    path = sqlite_path(store_url(url))
+    if path is None or path.exists():
+        return []
+    path = path.absolute()
+    files = [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
+    folder = path.parent
+    while not folder.exists():
+        files.append(folder)
+        folder = folder.parent
+    return files
+
+
+def _remove(paths: list[Path]) -> None:
+    """Remove what a failed copy created (the folders with what was made in them)."""
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
 @guarded
 def run(args: argparse.Namespace) -> int:
     source = _open(args.source, False, "--from")
+    created = _new_files(args.target)
     try:
         target = _open(args.target, True, "--to")
     except CommandError:
         source.close()
+        _remove(created)
         raise
     started = time.monotonic()
 
@@ -105,6 +138,14 @@ def run(args: argparse.Namespace) -> int:
         if source.display_url == target.display_url:
             raise CommandError("--from and --to name the same store; nothing to copy")
         counts = copy_store(source, target, progress)
+    except (CommandError, StoreError) as exc:
+        source.close()
+        target.close()
+        text = for_command(str(exc), "--from / --to")
+        if created:  # a store this command made holds only part of a failed copy
+            _remove(created)
+            text += f" ({target.display_url} was not created)"
+        raise CommandError(text) from None
     finally:
         source.close()
         target.close()

@@ -18,12 +18,21 @@ __all__ = [
     "StoreUnavailable",
     "open_store",
     "redact_url",
+    "resolve_url",
+    "sqlite_path",
+    "store_identity",
 ]
 
 
 def redact_url(url: str) -> str:
     """``url`` with any password replaced by ``***``, safe to print or store."""
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def store_identity(url: str) -> str:
+    """Which store ``url`` names, whoever logs in: the URL without its user and password
+    (a run kept after a wrong password belongs to the store the right one opens)."""
+    return re.sub(r"^([a-z][a-z0-9+.-]*://)[^@/]*@", r"\1", url)
 
 
 def is_postgres(url: str) -> bool:
@@ -57,7 +66,34 @@ def open_store(url: str | None, *, create: bool = True, root: Path | None = None
         )
     from .sqlite import SQLiteStore
 
+    path = sqlite_path(url, root)
+    if path is None:  # pragma: no cover - every other URL was handled above
+        raise StoreUnavailable(f"not a SQLite store: {redact_url(str(url))!r}")
+    return SQLiteStore(path, create=create)
+
+
+def resolve_url(url: str, base: Path) -> str:
+    """A store URL as the user gave it, made independent of the current folder.
+
+    A SQLite path (``sqlite://`` optional) gets ``~`` expanded and, when relative, is taken
+    relative to ``base``: the current folder for a path typed on the command line or set
+    in the environment, the ini file's folder for one from the ini file. The pytest plugin
+    and the ``p3monitor`` command both read paths through here. A server URL is unchanged.
+    """
+    path = sqlite_path(url)
+    if path is None:
+        return url
+    return str(base / path.expanduser())
+
+
+def sqlite_path(url: str | None, root: Path | None = None) -> Path | None:
+    """The file of the SQLite store :func:`open_store` opens for ``url`` (None: not SQLite).
+
+    A relative path is taken relative to ``root`` when given.
+    """
+    if url and "://" in url and not url.startswith("sqlite://"):
+        return None
     path = Path(url.removeprefix("sqlite://")) if url else DEFAULT_PATH
     if not path.is_absolute() and root is not None:
         path = root / path
-    return SQLiteStore(path, create=create)
+    return path

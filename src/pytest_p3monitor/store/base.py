@@ -48,6 +48,19 @@ class SchemaTooNew(StoreError):
     """The store was written by a newer pytest-p3monitor; this version must not touch it."""
 
 
+def schema_version(value: Any, where: str) -> int:
+    """The schema version ``p3m_meta`` holds, as a number; :class:`StoreCorrupt` when it
+    is anything but a whole number from 0 up (someone edited the table)."""
+    text = str(value).strip()
+    if not text.isascii() or not text.isdigit():
+        raise StoreCorrupt(
+            f"the results store {where} has schema version {value!r} in its p3m_meta table, "
+            "which is not a version number; it was left as it is. Restore it from a backup, or "
+            "move it away to start a new history."
+        )
+    return int(text)
+
+
 class Store(abc.ABC):
     """A results store. Opened by :func:`pytest_p3monitor.store.open_store`."""
 

@@ -39,6 +39,7 @@ from .base import (
     StoreError,
     StoreUnavailable,
     peak_metrics,
+    schema_version,
 )
 from .schema import FIGURE_COLUMNS, SCHEMA_VERSION, statements
 from .sql import (
@@ -130,6 +131,7 @@ class PostgresStore(SQLStore):
     """A results store in a PostgreSQL database (tables ``p3m_*`` in the search path)."""
 
     paramstyle = "format"
+    driver_error = psycopg.Error
 
     def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
@@ -214,13 +216,6 @@ class PostgresStore(SQLStore):
             f"({text}); it was left as it is. Point --p3monitor-db at another database."
         )
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except psycopg.Error as exc:
-            raise self._classify(exc) from None
-
     def _lost(self) -> bool:
         return bool(self.conn.closed or self.conn.broken)
 
@@ -240,8 +235,7 @@ class PostgresStore(SQLStore):
                 delay = min(delay * 2, 2.0)
 
     # -- schema ----------------------------------------------------------------------------
-    @staticmethod
-    def _version(cur: Any) -> int:
+    def _version(self, cur: Any) -> int:
         # pg_class through a fresh MVCC snapshot (to_regclass may answer from a stale
         # cache): after waiting for the migration lock we must see the winner's tables.
         cur.execute(
@@ -255,7 +249,7 @@ class PostgresStore(SQLStore):
             return -1 if has_runs else 0
         cur.execute("SELECT value FROM p3m_meta WHERE key = 'schema_version'")
         row = cur.fetchone()
-        return int(row[0]) if row else 0
+        return schema_version(row[0], self.display_url) if row else 0
 
     def _check_version(self, version: int) -> None:
         if version < 0:
@@ -376,12 +370,6 @@ class PostgresStore(SQLStore):
             return deleted
 
     # -- reading ---------------------------------------------------------------------------
-    def recent_runs(
-        self, limit: int = 20, branch: str | None = None, since: float | None = None
-    ) -> list[RunRow]:
-        with self._errors():
-            return super().recent_runs(limit, branch, since)
-
     def trend_runs(
         self, limit: int = 2000, branch: str | None = None, since: float | None = None
     ) -> list[RunRow]:
@@ -396,32 +384,6 @@ class PostgresStore(SQLStore):
                 self._run_row(r, peak_metrics(*process_peaks(r[AFTER_RUN_FIELDS])))
                 for r in cur.fetchall()
             ]
-
-    def test_history(
-        self, nodeid: str, limit: int = 100, branch: str | None = None
-    ) -> list[HistoryRow]:
-        with self._errors():
-            return super().test_history(nodeid, limit, branch)
-
-    def run_ids(self) -> set[str]:
-        with self._errors():
-            return super().run_ids()
-
-    def runs_after(self, after_seq: int = 0, limit: int = 100) -> list[RunRow]:
-        with self._errors():
-            return super().runs_after(after_seq, limit)
-
-    def run_tests(self, run_seq: int) -> list[TestRecord]:
-        with self._errors():
-            return super().run_tests(run_seq)
-
-    def find_runs(self, run_id: str, limit: int = 5) -> list[RunRow]:
-        with self._errors():
-            return super().find_runs(run_id, limit)
-
-    def runs_before(self, run_seq: int, limit: int = 20, branch: str | None = None) -> list[RunRow]:
-        with self._errors():
-            return super().runs_before(run_seq, limit, branch)
 
     @contextmanager
     def _reader(self) -> Iterator[psycopg.Connection[Any]]:

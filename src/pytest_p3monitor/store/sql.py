@@ -11,11 +11,11 @@ import abc
 import json
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from ..records import CIInfo, HistoryRow, RunInfo, RunRow, TestRecord, execution_time_s
-from .base import Store
+from .base import Store, StoreError
 from .schema import FIGURE_COLUMNS
 
 #: The columns of a run before its metrics, in the order :meth:`SQLStore._run_row` reads.
@@ -68,7 +68,11 @@ def outcome_counts(outcomes: Counter[str], reruns: int) -> dict[str, int]:
 
 def clean_text(value: str | None) -> str | None:
     """A string every backend accepts: no NUL characters, no lone surrogates (which a
-    parametrize id or a failure message can carry)."""
+    parametrize id, a file name that is not UTF-8 or a failure message can carry).
+
+    Node ids are stored cleaned, so every lookup by node id (a query, or a match against
+    what the store returns) cleans it the same way: :func:`stored_nodeid`.
+    """
     if value is None or (value.isascii() and "\x00" not in value):
         return value
     if "\x00" in value:
@@ -78,6 +82,13 @@ def clean_text(value: str | None) -> str | None:
     except UnicodeEncodeError:
         value = value.encode("utf-8", "replace").decode("utf-8")
     return value
+
+
+def stored_nodeid(nodeid: str) -> str:
+    """``nodeid`` as the store holds it (:func:`clean_text`): what to look it up by."""
+    if nodeid.isascii() and "\x00" not in nodeid:
+        return nodeid
+    return clean_text(nodeid) or nodeid
 
 
 def batched_rows(cur: Any, size: int = 5000) -> Iterator[Sequence[Any]]:
@@ -209,10 +220,31 @@ def stored_figures(other: str | None, columns: Sequence[Any]) -> dict[str, Any]:
 
 
 class SQLStore(Store):
-    """Store logic over a DB-API 2 connection (``self.conn``)."""
+    """Store logic over a DB-API 2 connection (``self.conn``).
+
+    Every read goes through :meth:`_errors`, so a driver error (a damaged page, a lost
+    server) reaches the caller as the :class:`StoreError` the backend classifies it as,
+    as writes do: the session and the command report it like any unusable store.
+    """
 
     conn: Any
     paramstyle: str = "qmark"
+    #: the base class of the driver's errors (``sqlite3.Error``, ``psycopg.Error``)
+    driver_error: type[Exception] = Exception
+
+    @abc.abstractmethod
+    def _classify(self, exc: Any) -> StoreError:
+        """The user-facing :class:`StoreError` for a driver error."""
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Driver errors raised inside become :class:`StoreError` (:meth:`_classify`)."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except self.driver_error as exc:
+            raise self._classify(exc) from None
 
     def q(self, sql: str) -> str:
         """Rewrite a ``?``-placeholder query for this backend."""
@@ -308,68 +340,77 @@ class SQLStore(Store):
     def recent_runs(
         self, limit: int = 20, branch: str | None = None, since: float | None = None
     ) -> list[RunRow]:
-        cur = self.conn.cursor()
-        cur.execute(*self.runs_query(_RUN_COLUMNS, limit, branch, since))
-        return [self._full_run_row(r) for r in cur.fetchall()]
+        with self._errors():
+            cur = self.conn.cursor()
+            cur.execute(*self.runs_query(_RUN_COLUMNS, limit, branch, since))
+            return [self._full_run_row(r) for r in cur.fetchall()]
 
     def find_runs(self, run_id: str, limit: int = 5) -> list[RunRow]:
-        cur = self.conn.cursor()
-        cur.execute(self.q(f"SELECT {_RUN_COLUMNS} FROM p3m_runs WHERE run_id = ?"), (run_id,))
-        exact = cur.fetchall()
-        if exact or not run_id:
-            return [self._full_run_row(r) for r in exact]
-        # substr, not LIKE: SQLite's LIKE ignores case, and '%' or '_' in the text would match
-        # anything. A prefix matches through a scan of the ids, which a user's look-up affords.
-        cur.execute(
-            self.q(
-                f"SELECT {_RUN_COLUMNS} FROM p3m_runs"
-                " WHERE substr(run_id, 1, length(CAST(? AS TEXT))) = CAST(? AS TEXT)"
-                " ORDER BY seq DESC LIMIT ?"
-            ),
-            (run_id, run_id, limit),
-        )
-        return [self._full_run_row(r) for r in cur.fetchall()]
+        with self._errors():
+            cur = self.conn.cursor()
+            cur.execute(self.q(f"SELECT {_RUN_COLUMNS} FROM p3m_runs WHERE run_id = ?"), (run_id,))
+            exact = cur.fetchall()
+            if exact or not run_id:
+                return [self._full_run_row(r) for r in exact]
+            # substr, not LIKE: SQLite's LIKE ignores case, and '%' or '_' in the text would match
+            # anything. A prefix matches through a scan of the ids, which a user's look-up affords.
+            cur.execute(
+                self.q(
+                    f"SELECT {_RUN_COLUMNS} FROM p3m_runs"
+                    " WHERE substr(run_id, 1, length(CAST(? AS TEXT))) = CAST(? AS TEXT)"
+                    " ORDER BY seq DESC LIMIT ?"
+                ),
+                (run_id, run_id, limit),
+            )
+            return [self._full_run_row(r) for r in cur.fetchall()]
 
     def runs_before(self, run_seq: int, limit: int = 20, branch: str | None = None) -> list[RunRow]:
-        sql = f"SELECT {_RUN_COLUMNS} FROM p3m_runs WHERE seq < ?"
-        params: list[Any] = [run_seq]
-        if branch is not None:
-            sql += " AND branch = ?"
-            params.append(branch)
-        cur = self.conn.cursor()
-        cur.execute(self.q(sql + " ORDER BY seq DESC LIMIT ?"), (*params, limit))
-        return [self._full_run_row(r) for r in cur.fetchall()]
+        with self._errors():
+            sql = f"SELECT {_RUN_COLUMNS} FROM p3m_runs WHERE seq < ?"
+            params: list[Any] = [run_seq]
+            if branch is not None:
+                sql += " AND branch = ?"
+                params.append(branch)
+            cur = self.conn.cursor()
+            cur.execute(self.q(sql + " ORDER BY seq DESC LIMIT ?"), (*params, limit))
+            return [self._full_run_row(r) for r in cur.fetchall()]
 
     # -- copying a whole store (``p3monitor migrate-store``) ----------------------------------
     def run_ids(self) -> set[str]:
         """The ids of every stored run."""
-        cur = self.conn.cursor()
-        cur.execute("SELECT run_id FROM p3m_runs")
-        return {r[0] for r in cur.fetchall()}
+        with self._errors():
+            cur = self.conn.cursor()
+            cur.execute("SELECT run_id FROM p3m_runs")
+            return {r[0] for r in cur.fetchall()}
 
     def runs_after(self, after_seq: int = 0, limit: int = 100) -> list[RunRow]:
         """Up to ``limit`` runs with a sequence number above ``after_seq``, oldest first."""
-        cur = self.conn.cursor()
-        cur.execute(
-            self.q(f"SELECT {_RUN_COLUMNS} FROM p3m_runs WHERE seq > ? ORDER BY seq LIMIT ?"),
-            (after_seq, limit),
-        )
-        return [self._full_run_row(r) for r in cur.fetchall()]
+        with self._errors():
+            cur = self.conn.cursor()
+            cur.execute(
+                self.q(f"SELECT {_RUN_COLUMNS} FROM p3m_runs WHERE seq > ? ORDER BY seq LIMIT ?"),
+                (after_seq, limit),
+            )
+            return [self._full_run_row(r) for r in cur.fetchall()]
 
     def run_tests(self, run_seq: int) -> list[TestRecord]:
-        cur = self.conn.cursor()
-        cur.execute(
-            self.q(
-                "SELECT t.nodeid, r.outcome, t.file, t.line, r.setup_s, r.call_s, r.teardown_s,"
-                " r.start_at, r.stop_at, r.reruns, r.worker, r.message, r.figures, "
-                + ", ".join(f"r.{name}" for name in FIGURE_COLUMNS)
-                + " FROM p3m_results r JOIN p3m_tests t ON t.id = r.test WHERE r.run = ?"
-                " ORDER BY t.nodeid"
-            ),
-            (run_seq,),
-        )
+        """Every test result of one run, as the records it was saved from."""
+        with self._errors():
+            cur = self.conn.cursor()
+            cur.execute(
+                self.q(
+                    "SELECT t.nodeid, r.outcome, t.file, t.line, r.setup_s, r.call_s,"
+                    " r.teardown_s, r.start_at, r.stop_at, r.reruns, r.worker, r.message,"
+                    " r.figures, "
+                    + ", ".join(f"r.{name}" for name in FIGURE_COLUMNS)
+                    + " FROM p3m_results r JOIN p3m_tests t ON t.id = r.test WHERE r.run = ?"
+                    " ORDER BY t.nodeid"
+                ),
+                (run_seq,),
+            )
+            rows = cur.fetchall()
         records = []
-        for row in cur.fetchall():
+        for row in rows:
             figures = stored_figures(row[12], row[13:])
             (nodeid, outcome, file, line, setup_s, call_s, teardown_s) = row[:7]
             (start, stop, reruns, worker, message) = row[7:12]
@@ -395,7 +436,8 @@ class SQLStore(Store):
     def test_history(
         self, nodeid: str, limit: int = 100, branch: str | None = None
     ) -> list[HistoryRow]:
-        return dict(self._histories_of([nodeid], limit, branch)).get(nodeid, [])
+        with self._errors():
+            return dict(self._histories_of([nodeid], limit, branch)).get(nodeid, [])
 
     def _recent_results(
         self, tests: Collection[int], limit: int, branch: str | None = None
@@ -452,8 +494,10 @@ class SQLStore(Store):
         ids: dict[int, str] = {}
         cur = self.conn.cursor()
         unique = list(dict.fromkeys(nodeids))
-        for i in range(0, len(unique), _IN_CHUNK):
-            chunk = unique[i : i + _IN_CHUNK]
+        # looked up as stored (cleaned), given back under the node ids asked for
+        stored = list(dict.fromkeys(map(stored_nodeid, unique)))
+        for i in range(0, len(stored), _IN_CHUNK):
+            chunk = stored[i : i + _IN_CHUNK]
             marks = ", ".join(["?"] * len(chunk))
             sql = f"SELECT id, nodeid FROM p3m_tests WHERE nodeid IN ({marks})"
             cur.execute(self.q(sql), chunk)
@@ -461,7 +505,7 @@ class SQLStore(Store):
         found = self._recent_results(ids, limit, branch)
         by_nodeid = {nodeid: found[test] for test, nodeid in ids.items()}
         for nodeid in unique:
-            rows = by_nodeid.get(nodeid)
+            rows = by_nodeid.get(stored_nodeid(nodeid))
             if rows:
                 yield nodeid, rows
 
@@ -482,19 +526,20 @@ class SQLStore(Store):
         branch: str | None = None,
         nodeids: Sequence[str] | None = None,
     ) -> Iterator[tuple[str, list[HistoryRow]]]:
-        if nodeids is not None:
-            yield from self._histories_of(nodeids, window, branch)
-            return
-        window = min(window, MAX_WINDOW)
-        # The window is the last `window` runs (of the branch): every test seen in them,
-        # with its results in those runs. One ordered scan, one test at a time.
-        cutoff = self.window_start(self.conn.cursor(), window, branch)
-        sql = NODE_HISTORY_SELECT + " WHERE r.run >= ?"
-        params: list[Any] = [cutoff]
-        if branch is not None:
-            sql += " AND ru.branch = ?"
-            params.append(branch)
-        sql += " ORDER BY r.test, r.run"
-        cur = self._stream_cursor()
-        cur.execute(self.q(sql), params)
-        yield from group_histories(batched_rows(cur))
+        with self._errors():
+            if nodeids is not None:
+                yield from self._histories_of(nodeids, window, branch)
+                return
+            window = min(window, MAX_WINDOW)
+            # The window is the last `window` runs (of the branch): every test seen in them,
+            # with its results in those runs. One ordered scan, one test at a time.
+            cutoff = self.window_start(self.conn.cursor(), window, branch)
+            sql = NODE_HISTORY_SELECT + " WHERE r.run >= ?"
+            params: list[Any] = [cutoff]
+            if branch is not None:
+                sql += " AND ru.branch = ?"
+                params.append(branch)
+            sql += " ORDER BY r.test, r.run"
+            cur = self._stream_cursor()
+            cur.execute(self.q(sql), params)
+            yield from group_histories(batched_rows(cur))

@@ -25,8 +25,10 @@ from .base import (
     SchemaTooNew,
     Store,
     StoreCorrupt,
+    StoreError,
     StoreUnavailable,
     peak_metrics,
+    schema_version,
 )
 from .schema import SCHEMA_VERSION, statements
 from .sql import (
@@ -81,11 +83,18 @@ class SQLiteStore(SQLStore):
     """A results store in one SQLite file."""
 
     paramstyle = "qmark"
+    driver_error = sqlite3.Error
 
     def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
         self.path = Path(path)
         self.display_url = str(self.path)
         if self.path.exists():
+            if not self.path.is_file():  # reading a FIFO would wait for a writer for good
+                raise StoreUnavailable(
+                    f"the results store {self.path} is not a regular file (a folder, a FIFO, a "
+                    "device); it was left as it is. Point --p3monitor-db / P3MONITOR_DB / ini "
+                    "p3monitor_db at a file."
+                )
             _check_header(self.path)
         elif not create:
             raise StoreUnavailable(
@@ -120,7 +129,7 @@ class SQLiteStore(SQLStore):
             self.conn.close()
             raise
 
-    def _classify(self, exc: sqlite3.DatabaseError) -> Exception:
+    def _classify(self, exc: sqlite3.Error) -> StoreError:
         text = str(exc)
         if isinstance(exc, sqlite3.OperationalError) and (
             "unable to open" in text or "readonly" in text or "disk I/O" in text
@@ -150,7 +159,7 @@ class SQLiteStore(SQLStore):
         row = self.conn.execute(
             "SELECT value FROM p3m_meta WHERE key = 'schema_version'"
         ).fetchone()
-        return int(row[0]) if row else 0
+        return schema_version(row[0], str(self.path)) if row else 0
 
     def _prepare(self, create: bool) -> None:
         version = self._version()
@@ -210,13 +219,15 @@ class SQLiteStore(SQLStore):
     def trend_runs(
         self, limit: int = 2000, branch: str | None = None, since: float | None = None
     ) -> list[RunRow]:
-        cur = self.conn.cursor()
-        try:
-            cur.execute(*self.runs_query(_TREND_COLUMNS, limit, branch, since))
-        except sqlite3.OperationalError:  # a SQLite built without the JSON functions
-            return Store.trend_runs(self, limit, branch, since)
+        with self._errors():
+            cur = self.conn.cursor()
+            try:
+                cur.execute(*self.runs_query(_TREND_COLUMNS, limit, branch, since))
+            except sqlite3.OperationalError:  # a SQLite built without the JSON functions
+                return Store.trend_runs(self, limit, branch, since)
+            found = cur.fetchall()
         rows = []
-        for row in cur.fetchall():
+        for row in found:
             peaks, whole = row[AFTER_RUN_FIELDS : AFTER_RUN_FIELDS + 2]
             memory, rss = (
                 json.loads(peaks) if peaks is not None else stored_peaks(stored_metrics(whole))
@@ -229,6 +240,12 @@ class SQLiteStore(SQLStore):
     ) -> Iterator[tuple[str, list[HistoryRow]]]:
         # The tests are picked in SQL (one scan of the results, in C), then only their rows
         # become HistoryRows: over 10,000 tests x 200 runs that is a few percent of them.
+        with self._errors():
+            yield from self._failing_histories(window, branch)
+
+    def _failing_histories(
+        self, window: int, branch: str | None
+    ) -> Iterator[tuple[str, list[HistoryRow]]]:
         window = min(window, MAX_WINDOW)
         cur = self.conn.cursor()
         cutoff = self.window_start(cur, window, branch)
