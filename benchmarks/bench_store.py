@@ -5,9 +5,10 @@ prints:
 
 - the time to store one more 10,000-test run through ``Store.save_run`` (what
   ``pytest --p3monitor`` does at the end of a session), median of several;
-- the wall time of ``p3monitor flaky --format json``, ``p3monitor trends --days 30`` and
-  ``p3monitor health``, each in a fresh interpreter (what a user types), median of several
-  after one warm-up run. A command that does not exist yet is reported as missing.
+- the wall time of ``p3monitor flaky --format json``, ``p3monitor trends --days 30``,
+  ``p3monitor health`` and ``p3monitor report --format html`` (the newest run's dashboard),
+  each in a fresh interpreter (what a user types), median of several after one warm-up run.
+  A command that does not exist yet is reported as missing.
 
 The history is bulk-loaded, not saved run by run: the schema is created by opening the
 store (its own migrations), then the rows go straight into the tables in the order of the
@@ -54,6 +55,7 @@ COMMANDS = {
     "flaky": ["flaky", "--format", "json"],
     "trends": ["trends", "--days", "30"],
     "health": ["health"],
+    "report": ["report", "--format", "html"],
 }
 
 
@@ -454,9 +456,9 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     print("\nsummary (seconds; targets: save_run < 0.5, each report < 1.0)")
-    print(f"{'backend':<12}{'save_run':>10}{'flaky':>10}{'trends':>10}{'health':>10}")
+    print(f"{'backend':<12}{'save_run':>10}{'flaky':>10}{'trends':>10}{'health':>10}{'report':>10}")
     for name, f in results.items():
-        cells = [f["save_run_s"], f["flaky"], f["trends"], f["health"]]
+        cells = [f["save_run_s"], f["flaky"], f["trends"], f["health"], f["report"]]
         print(f"{name:<12}" + "".join(f"{'missing' if c is None else f'{c:.3f}':>10}"
                                       for c in cells))  # fmt: skip
     return 0
