@@ -143,22 +143,6 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str
     return "\n".join(out)
 
 
-__all__ = [
-    "FORMATS",
-    "CommandError",
-    "add_command",
-    "db_url",
-    "fail",
-    "for_command",
-    "guarded",
-    "print_json",
-    "reading_store",
-    "redact_url",
-    "render_table",
-    "store_url",
-]
-
-
 def counting(what: str, maximum: int) -> Callable[[str], int]:
     """An argparse type for a count of ``what`` from 1 to ``maximum`` (a bound that keeps
     the value in range for the database and the calendar)."""
@@ -180,3 +164,19 @@ def counting(what: str, maximum: int) -> Callable[[str], int]:
 #: The most runs a command reads or lists (far more than a store keeps in practice, and
 #: within what the database's integers hold).
 MAX_RUNS = 1_000_000
+
+
+__all__ = [
+    "FORMATS",
+    "CommandError",
+    "add_command",
+    "db_url",
+    "fail",
+    "for_command",
+    "guarded",
+    "print_json",
+    "reading_store",
+    "redact_url",
+    "render_table",
+    "store_url",
+]
