@@ -83,8 +83,12 @@ if ! podman_ image exists "$IMAGE" 2>/dev/null; then
 fi
 
 rm -f "$SOCK"
-CONTAINERS_CONF="$DIR/containers.conf" setsid podman --storage-driver vfs --root "$DIR/storage" \
-    --runroot "$DIR/run" system service --time 0 "$URL" >"$DIR/service.log" 2>&1 </dev/null 9>&- &
+# Started from $DIR, not from the caller's folder: the service outlives the run that started
+# it, and conmon (which starts each container from the service's working directory) fails
+# with "Failed to get working directory" once a checkout it was started from is deleted.
+(cd "$DIR" && CONTAINERS_CONF="$DIR/containers.conf" exec setsid podman --storage-driver vfs \
+    --root "$DIR/storage" --runroot "$DIR/run" system service --time 0 "$URL" \
+    >"$DIR/service.log" 2>&1 </dev/null 9>&-) &
 echo $! >"$DIR/service.pid"
 
 i=0
