@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from pytest_p3monitor.records import TestRecord
 from pytest_p3monitor.rules import (
+    AT_MOST_100,
     METRICS,
     OPERATORS,
     UNITS,
@@ -104,6 +105,10 @@ def test_canonical_text_round_trips() -> None:
         ("cost_per_build > $2s", "mixes '$'"),
         ("success_rate < 95% and failed > 0", "unexpected 'and failed > 0'"),
         ("test_duration > -1s", "never negative"),
+        ("success_rate < 150%", "success_rate is at most 100; 150% is not a threshold"),
+        ("health_score < 101", "health_score is at most 100"),
+        ("health_score > -10", "health_score is never negative"),
+        ("flaky_rate > 100.5%", "flaky_rate is at most 100"),
     ],
 )
 def test_parse_errors(text: str, expected: str) -> None:
@@ -320,6 +325,8 @@ def test_rule_shaped_text_gives_a_rule_or_a_rule_error(text: str) -> None:
 
 @given(st.sampled_from(sorted(METRICS)), st.sampled_from(sorted(OPERATORS)), _numbers)
 def test_valid_rules_round_trip(name: str, op: str, number: float) -> None:
+    if name in AT_MOST_100:
+        number = min(number, 100.0)  # a share or a score: beyond 100 is no threshold
     family = METRICS[name].family
     unit = {"percent": "%", "time": "s", "bytes": "B", "money": "$"}.get(family, "")
     text = f"{name} {op} {number!r}{unit}"

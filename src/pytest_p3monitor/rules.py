@@ -278,7 +278,7 @@ METRICS: dict[str, Metric] = {
             "test_failure_rate",
             "history",
             "percent",
-            "failed or error results among all test results of the last N runs",
+            "failed or error results among the executed (not skipped) results of the last N runs",
             _HISTORY,
         ),
         _m(
@@ -412,6 +412,20 @@ def parse_value(text: str) -> tuple[float, str]:
     return number, unit
 
 
+#: Metrics that are shares or scores: from 0 to 100 (a CPU percentage is not: it counts cores).
+AT_MOST_100 = frozenset(
+    {
+        "success_rate",
+        "peak_memory_percent",
+        "container_memory_percent",
+        "ci_success_rate",
+        "test_failure_rate",
+        "flaky_rate",
+        "health_score",
+    }
+)
+
+
 def parse_rule(text: str, extra: Mapping[str, Metric] | None = None) -> Rule:
     """Parse one rule. Raises :class:`RuleError` (a ValueError) saying what is wrong.
 
@@ -474,8 +488,16 @@ def parse_rule(text: str, extra: Mapping[str, Metric] | None = None) -> Rule:
     value = number * factor
     if not math.isfinite(value):
         raise RuleError(f"{number:g}{unit} is too large", text)
-    if family in ("percent", "count", "time", "bytes", "money") and value < 0:
+    if (family in ("percent", "count", "time", "bytes", "money") or name in AT_MOST_100) and (
+        value < 0
+    ):
         raise RuleError(f"{name} is never negative; {number:g}{unit} is not a threshold", text)
+    if name in AT_MOST_100 and value > 100:
+        raise RuleError(
+            f"{name} is at most 100; {number:g}{unit} is not a threshold (the rule would "
+            "always or never be crossed)",
+            text,
+        )
     return Rule(metric=metric.name, op=op, value=value, unit=unit, kind=metric.kind, family=family)
 
 
