@@ -341,6 +341,24 @@ def test_health_takes_the_flaky_figures_the_session_stored(
     assert data["health"]["kpis"]["test_stability"]["value"] == 0.0  # 100% - 2 of 2
 
 
+def test_health_judges_the_newest_run_on_its_own_branch(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As its session did: main's failing runs are not the history of a run on feature."""
+    store = SQLiteStore(db)
+    run = RunInfo(run_id="run10", started_at=time.time(), commit="f1", branch="feature")
+    run.finished_at = run.started_at + 100.0
+    store.save_run(run, [TestRecord(nodeid="t.py::test_a", outcome="passed")], _metrics(1, 5))
+    store.close()
+    assert main(["health", "--db", str(db), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["newest_run"]["id"], data["runs"]) == ("run10", 1)
+    assert data["health"]["kpis"]["success_rate"]["value"] == 100.0
+    assert main(["health", "--db", str(db), "--format", "json", "--branch", "main"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["newest_run"]["id"], data["runs"]) == ("run09", 10)
+
+
 def test_health_score_of_the_command_is_the_sessions(
     pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
 ) -> None:

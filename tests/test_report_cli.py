@@ -343,7 +343,7 @@ def test_markdown(db: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "--db", db, "--format", "markdown"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"## run {NEWEST}: health score 91.5/100\n")
-    assert f"- commit c4, branch {BRANCH}" in out
+    assert "- commit c4, branch feature/&lt;i&gt;&amp;" in out  # shown as written
     assert "### failed and errored tests" in out
     assert "| test | outcome | reruns | message |" in out
     assert "| t.py::test_slow | passed | 3s |" in out
@@ -381,6 +381,47 @@ def test_output_that_cannot_be_written(
     a_file.write_text("x")
     assert main(["report", "--db", sqlite_db, "--output", str(a_file / "r.html")]) == 2
     assert f"the folder {a_file} does not exist" in capsys.readouterr().err
+
+
+def test_output_never_replaces_a_database(
+    sqlite_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-o` naming the store itself (or any SQLite file) once replaced it with the report."""
+    before = Path(sqlite_db).read_bytes()
+    assert main(["report", "--db", sqlite_db, "--format", "html", "-o", sqlite_db]) == 2
+    assert "is a SQLite database (a results store?): it was left as it was" in (
+        capsys.readouterr().err
+    )
+    assert Path(sqlite_db).read_bytes() == before
+    assert main(["runs", "--db", sqlite_db]) == 0
+
+
+def test_output_with_the_longest_file_name(
+    sqlite_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / ("r" * 250)  # the temporary file's name once went over 255
+    assert main(["report", "--db", sqlite_db, "-o", str(target)]) == 0
+    assert target.read_text(encoding="utf-8").startswith("run ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["results.db", target.name])
+
+
+def test_arguments_in_no_encoding_are_looked_up_cleaned(
+    sqlite_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bytes that are not UTF-8 from the shell (surrogates) were a traceback."""
+    assert main(["report", "--db", sqlite_db, "--run", "\udcff"]) == 2
+    assert "no run '?'" in capsys.readouterr().err
+    assert main(["trends", "--db", sqlite_db, "--branch", "\udcff"]) == 0
+    assert main(["runs", "--db", sqlite_db, "--branch", "\udcff"]) == 0
+
+
+def test_markdown_shows_html_in_messages_as_written(
+    sqlite_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", "--db", sqlite_db, "--format", "markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "&lt;b&gt;boom&lt;/b&gt; &amp; 'more'" in out  # renders as written
+    assert "<" not in out
 
 
 def test_output_write_failure(

@@ -51,6 +51,18 @@ def test_retention_prunes_at_session_end(pytester: pytest.Pytester, store_url: s
     assert len(ids) == 2  # the seeded recent run and this session's run
 
 
+def test_a_retention_shorter_than_the_session_keeps_its_own_run(
+    pytester: pytest.Pytester, store_url: str
+) -> None:
+    seed(store_url, 1)
+    pytester.makepyfile(test_slow="import time\ndef test_slow(): time.sleep(0.5)")
+    pytester.makeini("[pytest]\np3monitor_retention_days = 0.000001\n")  # 0.09 s
+    result = pytester.runpytest("--p3monitor", f"--p3monitor-db={store_url}")
+    result.stdout.fnmatch_lines(["*retention: deleted 1 run older than 1e-06 days*"])
+    ids = run_ids(store_url)
+    assert len(ids) == 1 and "age1" not in ids  # the session's own run stays
+
+
 def test_fractional_days(pytester: pytest.Pytester, store_url: str) -> None:
     seed(store_url, 1, 0.25)
     result = session(pytester, store_url, "p3monitor_retention_days = 0.5")

@@ -83,6 +83,10 @@ def test_summarize() -> None:
     assert period.p95_execution_time_s == pytest.approx(19.5)
     assert period.peak_memory_percent == 70.0
     assert period.peak_rss_bytes == 5e8
+    # a run without tests (nothing collected) has no execution time: not a 0 in the mean
+    with_none = summarize("z", [*rows, row(3, NOW, tests=0, exec_time=0.0)])
+    assert (with_none.runs, with_none.mean_execution_time_s) == (3, 15.0)
+    assert summarize("n", [row(4, NOW, tests=0, exec_time=0.0)]).mean_execution_time_s is None
     empty = summarize("y", [])
     assert empty.runs == 0
     assert empty.success_rate is None
@@ -154,9 +158,12 @@ def test_days_partition_the_window(rows: list[RunRow]) -> None:
         assert d.runs > 0
         if d.success_rate is not None:
             assert 0.0 <= d.success_rate <= 100.0
-        assert d.mean_execution_time_s is not None
-        assert d.p95_execution_time_s is not None
-        assert d.p95_execution_time_s <= max(r.test_execution_time_s for r in rows) + 1e-9
+        # a day of runs that had no tests has no execution time
+        measured = d.tests > 0
+        assert (d.mean_execution_time_s is not None) == measured
+        assert (d.p95_execution_time_s is not None) == measured
+        if d.p95_execution_time_s is not None:
+            assert d.p95_execution_time_s <= max(r.test_execution_time_s for r in rows) + 1e-9
 
 
 @given(st.lists(st.floats(min_value=-1e6, max_value=1e6), min_size=1), st.floats(0, 100))

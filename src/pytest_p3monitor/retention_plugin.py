@@ -47,7 +47,8 @@ class RetentionPlugin:
         if store is None:
             return
         try:
-            self.pruned = store.prune(self.cutoff(time.time()))
+            # never this session's own run, however short the retention
+            self.pruned = store.prune(min(self.cutoff(time.time()), monitor.run.started_at))
         except StoreError as exc:
             monitor.warn(f"pruning runs older than {self.days:g} days failed: {exc}", StoreWarning)
 

@@ -86,7 +86,8 @@ def summarize(name: str, rows: Sequence[RunRow]) -> Period:
     """The figures of ``rows`` as one period called ``name``."""
     executed = sum(r.tests - r.skipped for r in rows)
     bad = sum(r.failed + r.errors for r in rows)
-    times = [r.test_execution_time_s for r in rows]
+    # A run without tests has no execution time (as the report and `health` show it), not 0 s.
+    times = [r.test_execution_time_s for r in rows if r.tests]
     peaks = [run_peaks(r) for r in rows]
     mem = [m for m, _ in peaks if m is not None]
     rss = [b for _, b in peaks if b is not None]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import os
 import re
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..store import DEFAULT_PATH, Store, StoreError, open_store, redact_url, resolve_url
+from ..store.sql import clean_text
 
 FORMATS = ("table", "json", "markdown")
 
@@ -74,7 +76,7 @@ def reading_store(args: argparse.Namespace) -> Iterator[Store]:
 
 #: How store errors name the pytest plugin's settings, where a command has its own option.
 _PLUGIN_OPTION = re.compile(
-    r"(?:(?<=point )|(?<= in ))--p3monitor-db(?: / P3MONITOR_DB)?(?: / ini p3monitor_db)?"
+    r"(?:(?<=[Pp]oint )|(?<= in ))--p3monitor-db(?: / P3MONITOR_DB)?(?: / ini p3monitor_db)?"
 )
 
 
@@ -93,10 +95,20 @@ def fail(message: str, code: int = 2) -> int:
     return code
 
 
+#: Arguments that are looked up in the store (branch names, run ids, node ids).
+_LOOKED_UP = ("branch", "run", "nodeid")
+
+
 def guarded(func: Runner) -> Runner:
     """Turn CommandError / StoreError into one line on stderr and exit status 2."""
 
     def wrapper(args: argparse.Namespace) -> int:
+        # Looked up as the store holds them: a value in no encoding (bytes that are not
+        # UTF-8, from the shell) cleaned the same way as when it was stored.
+        for name in _LOOKED_UP:
+            value = getattr(args, name, None)
+            if isinstance(value, str):
+                setattr(args, name, clean_text(value))
         try:
             return func(args)
         except (CommandError, StoreError) as exc:
@@ -125,8 +137,8 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str
     text_rows = [[cell(v) for v in row] for row in rows]
     if fmt == "markdown":
 
-        def esc(s: str) -> str:
-            return s.replace("|", "\\|")
+        def esc(s: str) -> str:  # a renderer would take <tag> for HTML: shown as written
+            return html.escape(s, quote=False).replace("|", "\\|")
 
         lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
         lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in text_rows]

@@ -64,7 +64,12 @@ def add_parser(subparsers: Any) -> None:
         metavar="N",
         help=f"recent runs to judge the success rate and wait time on (default {DEFAULT_WINDOW})",
     )
-    parser.add_argument("--branch", default=None, help="only runs of this branch")
+    parser.add_argument(
+        "--branch",
+        default=None,
+        help="the newest run of this branch, and its history (default: the newest run, and "
+        "the history of its branch, as its session judged it)",
+    )
     parser.add_argument(
         "--check",
         action="store_true",
@@ -134,7 +139,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     with reading_store(args) as store:
-        rows = store.recent_runs(limit=args.window, branch=args.branch)
+        branch = args.branch
+        if branch is None:  # the newest run's branch: its history, as its session judged it
+            newest = store.recent_runs(limit=1)
+            branch = newest[0].run.branch if newest else None
+        rows = store.recent_runs(limit=args.window, branch=branch)
         if not rows:
             raise CommandError(
                 "no runs stored yet"
@@ -153,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
                 1
                 for r in classify_all(
                     (nodeid, rows_)
-                    for nodeid, rows_ in store.failing_histories(FLAKY_WINDOW, args.branch)
+                    for nodeid, rows_ in store.failing_histories(FLAKY_WINDOW, branch)
                     if any(row.run_id == own for row in rows_)
                 )
                 if r.is_flaky

@@ -26,6 +26,8 @@ from .health import DEFAULT_WINDOW as HEALTH_WINDOW
 from .trends import MAX_RUNS as TREND_RUNS
 
 FORMATS = ("table", "json", "markdown", "html")
+#: The first bytes of every SQLite database file.
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 #: Runs an ambiguous ``--run`` prefix lists.
 MATCHES_SHOWN = 5
 _DAY = 24 * 3600.0
@@ -88,6 +90,16 @@ def _check_output(path: Path) -> None:
         raise CommandError(
             f"--output {path}: the folder {path.parent} does not exist; create it first "
             "or write elsewhere"
+        )
+    try:
+        with path.open("rb") as existing:
+            database = existing.read(16) == _SQLITE_MAGIC
+    except OSError:  # not there yet (or unreadable: the write will say)
+        database = False
+    if database:  # the store itself, say: a report must never replace one
+        raise CommandError(
+            f"--output {path} is a SQLite database (a results store?): it was left as it "
+            "was; write the report to another file"
         )
 
 

@@ -6,6 +6,7 @@ commands (:func:`~pytest_p3monitor.cli.common.render_table`).
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -283,11 +284,14 @@ def render_text(report: Mapping[str, Any], fmt: TextFormat = "table") -> str:
                     out.append("")
                 out.append(block)
 
+    # In Markdown, text from the run (a branch, a URL, a message) is shown as written, not
+    # taken for HTML by the renderer (the tables escape their cells the same way).
+    md = (lambda text: html.escape(text, quote=False)) if markdown else (lambda text: text)
     top = heading(report)
-    out.append(f"## {top}" if markdown else top)
+    out.append(f"## {md(top)}" if markdown else top)
     out.append("")
     for line in run_lines(report):
-        out.append(f"- {line}" if markdown else f"  {line}")
+        out.append(f"- {md(line)}" if markdown else f"  {line}")
     source = report.get("health_source")
     note = " (computed from the store: the run has none of its own)" if source == "computed" else ""
     section(f"health{note}", _health_tables(report, fmt), "not measured")
@@ -312,6 +316,8 @@ def render_text(report: Mapping[str, Any], fmt: TextFormat = "table") -> str:
     alerts = _alert_lines(report)
     if alerts:
         section(
-            "alerts", [("\n".join(f"- {a}" for a in alerts) if markdown else "\n".join(alerts))], ""
+            "alerts",
+            [("\n".join(f"- {md(a)}" for a in alerts) if markdown else "\n".join(alerts))],
+            "",
         )
     return "\n".join(out) + "\n"
