@@ -107,6 +107,12 @@ def test_unknown_scheme_and_redaction() -> None:
     assert "secret" not in str(e.value)
     assert redact_url("postgresql://me:pw@host:5/db") == "postgresql://me:***@host:5/db"
     assert redact_url("postgresql://me@host/db") == "postgresql://me@host/db"
+    # the password in the query string (psycopg logs in with it), or with an unescaped '@'
+    assert redact_url("postgresql://me@host/db?password=S3cr3t&sslmode=require") == (
+        "postgresql://me@host/db?password=***&sslmode=require"
+    )
+    assert redact_url("postgresql://me:pa@ss99@host/db") == "postgresql://me:***@host/db"
+    assert redact_url("/tmp/a b/results.db") == "/tmp/a b/results.db"
 
 
 def test_save_10k_run_is_fast(store: Store) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..exporters.redact import redact_url  # a store URL's password, in any of its places
 from .base import SchemaTooNew, Store, StoreCorrupt, StoreError, StoreUnavailable
 
 DEFAULT_PATH = Path(".p3monitor") / "results.db"
@@ -22,11 +23,6 @@ __all__ = [
     "sqlite_path",
     "store_identity",
 ]
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, safe to print or store."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 def store_identity(url: str) -> str:
