@@ -310,6 +310,8 @@ def test_metrics_from_cli_and_environment(
     [
         (["--p3monitor-metric", "docker_build"], "", {}, "--p3monitor-metric = 'docker_build'"),
         (["--p3monitor-metric", "b=fast"], "", {}, "'fast' is not a number of seconds"),
+        (["--p3monitor-metric=docker_build=-5"], "", {}, "'-5' is negative"),
+        ([], "", {"P3MONITOR_METRIC_BUILD": "-3m"}, "'-3m' is negative"),
         ([], "", {"P3MONITOR_METRIC_BUILD": "12x"}, "P3MONITOR_METRIC_BUILD = '12x'"),
         ([], "p3monitor_probes = db:5432\n  cache", {}, "ini p3monitor_probes = 'cache'"),
         ([], "p3monitor_probes = db:99999", {}, "the port must be a number from 1 to 65535"),
@@ -585,3 +587,36 @@ def test_phase_bad_names_and_summaries() -> None:
     phases, services = summarize(recorder.drain())
     assert phases["build"] == 5.0 and phases["test"] >= 0 and services == []
     assert not recorder
+
+
+def test_a_short_subprocess_counts_in_the_process_peak(pytester: pytest.Pytester) -> None:
+    """A test's subprocess that ends between two samples: its peak RSS (getrusage of the
+    children the session waited for) still counts in the process tree's peak."""
+    pytester.makepyfile(
+        test_sub="""
+        import subprocess, sys
+
+        def test_subprocess():
+            subprocess.run([sys.executable, "-c", "x = bytearray(300_000_000)"], check=True)
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--p3monitor", f"--p3monitor-db={pytester.path / 'r.db'}", "--p3monitor-json=r.json"
+    )
+    assert result.ret == 0
+    report = json.loads((pytester.path / "r.json").read_text())
+    assert report["metrics"]["resource_usage"]["process"]["rss_bytes_peak"] >= 300_000_000
+
+
+def test_a_phase_name_with_a_newline_stays_on_its_line(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_ph="""
+        def test_phase(p3monitor):
+            with p3monitor.phase("evil\\nfake_metric 1"):
+                pass
+        """
+    )
+    result = pytester.runpytest("--p3monitor", f"--p3monitor-db={pytester.path / 'r.db'}")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["phases: evil\\nfake_metric 1 0.00s*"])
+    result.stdout.no_fnmatch_line("fake_metric 1*")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -53,13 +54,33 @@ METRIC_ENV_PREFIX = "P3MONITOR_METRIC_"
 # Patterns, not compiled regexes: compiling both at import took ~0.35 ms, for values that
 # are seldom given (re compiles and caches them on first use).
 _METRIC_NAME = r"[A-Za-z_][A-Za-z0-9_.:-]*\Z"
-_METRIC_VALUE = r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(ms|s|m|min|h)?\s*\Z"
+_METRIC_VALUE = r"\s*(\+?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(ms|s|m|min|h)?\s*\Z"
 _UNIT_SECONDS = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "min": 60.0, "h": 3600.0}
 CONTAINERS_SHOWN = 5
 
 
+def _children_peak() -> int | None:
+    """The largest peak RSS of a finished process the session started and waited for (a
+    test's subprocess shorter than the sampling interval, a worker), from ``getrusage``;
+    each is a lower bound of the process tree's peak too. None where unknown."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    maxrss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return int(maxrss * (1 if sys.platform == "darwin" else 1024)) or None
+
+
+def _shown(name: str) -> str:
+    """A phase name as the terminal shows it: control characters escaped (a newline in a
+    name must not start a line of its own)."""
+    return name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
+
+
 def parse_metric_value(text: str) -> float:
     """``12.5``, ``12.5s``, ``800ms``, ``3m``, ``1h`` -> seconds; ValueError otherwise."""
+    if text.strip().startswith("-"):
+        raise ValueError(f"{text!r} is negative: a duration is 0 or more")
     match = re.match(_METRIC_VALUE, text)
     if not match:
         raise ValueError(f"{text!r} is not a number of seconds (units: ms, s, m, h)")
@@ -276,7 +297,8 @@ class ResourcesPlugin:
         # The per-test peaks (VmHWM) catch spikes between samples; each is a lower bound of
         # the tree's peak, as is every sample.
         test_peaks = [rec.figures.get(RSS_PEAK) for rec in monitor.records.values()]
-        known = [p for p in (process["rss_bytes_peak"], *test_peaks) if p is not None]
+        children = _children_peak()  # a short subprocess of a test, between two samples
+        known = [p for p in (process["rss_bytes_peak"], children, *test_peaks) if p is not None]
         if known:
             process["rss_bytes_peak"] = int(max(known))
             limit = process.get("memory_limit_bytes")
@@ -407,5 +429,5 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.append(text)
     phases = (metrics.get("performance") or {}).get("phases") or {}
     if phases:
-        lines.append("phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in phases.items()))
+        lines.append("phases: " + ", ".join(f"{_shown(k)} {v:.2f}s" for k, v in phases.items()))
     return lines
