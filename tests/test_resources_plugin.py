@@ -399,9 +399,20 @@ def test_parse_metric_value(text: str, seconds: float) -> None:
     assert parse_metric_value(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["", "abc", "12 parsecs", "1e", "--1"])
-def test_parse_metric_value_errors(text: str) -> None:
-    with pytest.raises(ValueError, match="is not a number of seconds"):
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "is not a number of seconds"),
+        ("abc", "is not a number of seconds"),
+        ("12 parsecs", "is not a number of seconds"),
+        ("1e", "is not a number of seconds"),
+        ("+-1", "is not a number of seconds"),
+        ("--1", "is negative"),
+        ("-0.5s", "is negative"),
+    ],
+)
+def test_parse_metric_value_errors(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         parse_metric_value(text)
 
 
