@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from .. import trends
-from ..rules import format_value
+from ..report.text import TREND_HEADERS, trend_row
 from .common import add_command, counting, guarded, print_json, reading_store, render_table
 
 DEFAULT_DAYS = 30
@@ -36,48 +36,6 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--branch", default=None, help="only runs of this branch")
 
 
-def _time(value: float | None) -> str | None:
-    return None if value is None else format_value(value, "time")
-
-
-def _percent(value: float | None) -> str | None:
-    return None if value is None else f"{value:.1f}%"
-
-
-def _memory(period: trends.Period) -> str | None:
-    parts = []
-    if period.peak_memory_percent is not None:
-        parts.append(f"{period.peak_memory_percent:.1f}%")
-    if period.peak_rss_bytes is not None:
-        parts.append(format_value(period.peak_rss_bytes, "bytes"))
-    return " / ".join(parts) or None
-
-
-HEADERS = (
-    "period",
-    "runs",
-    "tests",
-    "success",
-    "runs passed",
-    "mean time",
-    "p95 time",
-    "peak memory",
-)
-
-
-def _row(period: trends.Period) -> tuple[Any, ...]:
-    return (
-        period.period,
-        period.runs,
-        period.tests,
-        _percent(period.success_rate),
-        _percent(period.ci_success_rate),
-        _time(period.mean_execution_time_s),
-        _time(period.p95_execution_time_s),
-        _memory(period),
-    )
-
-
 @guarded
 def run(args: argparse.Namespace) -> int:
     now = time.time()
@@ -98,11 +56,11 @@ def run(args: argparse.Namespace) -> int:
     if not days and not any(summary.values()):
         print(f"no runs stored in the last {args.days} days")
         return 0
-    print(render_table(HEADERS, [_row(d) for d in days], args.format))
+    print(render_table(TREND_HEADERS, [trend_row(d) for d in days], args.format))
     print()
     windows = [
         trends.summarize(name, [r for r in rows if r.run.started_at > now - seconds])
         for name, seconds in trends.WINDOWS.items()
     ]
-    print(render_table(HEADERS, [_row(w) for w in windows], args.format))
+    print(render_table(TREND_HEADERS, [trend_row(w) for w in windows], args.format))
     return 0
