@@ -451,6 +451,39 @@ def kpi_values(
     }
 
 
+def flaky_in_session(row: RunRow) -> int:
+    """How many tests the run's session found flaky by its own reruns, as it stored them."""
+    found = _section(row, "reliability").get("flaky_in_session")
+    return len(found) if isinstance(found, list) else 0
+
+
+def flaky_rate(row: RunRow, flaky_count: int) -> float | None:
+    """``flaky_rate``: the run's flaky tests as a share of its tests (None without tests)."""
+    return 100.0 * flaky_count / row.tests if row.tests else None
+
+
+def run_health(
+    row: RunRow,
+    history: Sequence[RunRow],
+    *,
+    flaky_count: int,
+    cpu_count: int,
+    targets: Mapping[str, float] | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> Health:
+    """The health of a stored run from its figures and the ``history`` before it, as
+    ``p3monitor health`` and ``p3monitor report`` compute it: ``flaky_count`` is the number
+    of the run's own tests that are flaky."""
+    kpis = kpi_values(
+        row,
+        history,
+        flaky_rate=flaky_rate(row, flaky_count),
+        flaky_in_session=flaky_in_session(row),
+        cpu_count=cpu_count,
+    )
+    return compute_health(kpis, targets, weights)
+
+
 #: Runs (this one included) needed before ci_success_rate / test_failure_rate are measured.
 MIN_HISTORY_RUNS = 3
 

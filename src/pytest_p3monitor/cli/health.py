@@ -114,12 +114,6 @@ def _stored_figure(row: RunRow, name: str) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _flaky_in_session(row: RunRow) -> int:
-    rel = (row.metrics.get("metrics") or {}).get("reliability") or {}
-    found = rel.get("flaky_in_session") if isinstance(rel, dict) else None
-    return len(found) if isinstance(found, list) else 0
-
-
 def _critical_alerts(row: RunRow) -> list[str]:
     alerts = row.metrics.get("alerts") or []
     return [
@@ -167,15 +161,14 @@ def run(args: argparse.Namespace) -> int:
                 )
                 if r.is_flaky
             )
-    flaky_rate = 100.0 * flaky_count / current.tests if current.tests else None
-    kpis = health.kpi_values(
+    result = health.run_health(
         current,
         history,
-        flaky_rate=flaky_rate,
-        flaky_in_session=_flaky_in_session(current),
+        flaky_count=flaky_count,
         cpu_count=usable_cpus(),
+        targets=targets,
+        weights=weights or None,
     )
-    result = health.compute_health(kpis, targets, weights or None)
 
     # figures the session stored (cost_per_build needs its ini), then those read again
     stored = ((current.metrics.get("metrics") or {}).get("figures")) or {}
@@ -183,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     figures.update({k: v for k, v in report_metrics(current.metrics).items() if v is not None})
     figures.update(health.history_metrics(current, history))
     figures["flaky_count"] = float(flaky_count)
-    figures["flaky_rate"] = flaky_rate
+    figures["flaky_rate"] = health.flaky_rate(current, flaky_count)
     figures["health_score"] = result.score
     rule_results: list[RuleResult] = evaluate(args.fail_on, figures, "critical")
 

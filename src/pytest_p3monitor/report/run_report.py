@@ -46,13 +46,6 @@ def anchor_time(row: RunRow) -> float:
     return row.run.finished_at if row.run.finished_at is not None else row.run.started_at
 
 
-def _flaky_in_session(row: RunRow) -> int:
-    found = _mapping(_mapping(row.metrics.get("metrics")).get("reliability")).get(
-        "flaky_in_session"
-    )
-    return len(found) if isinstance(found, list) else 0
-
-
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
@@ -82,15 +75,7 @@ def stored_health(
     if has_stored_health(row) and isinstance(kept, Mapping):
         score = row.metrics.get("health_score")
         return (score if isinstance(score, (int, float)) else None), dict(kept), "stored"
-    flaky_rate = 100.0 * flaky_count / row.tests if row.tests else None
-    kpis = health.kpi_values(
-        row,
-        history,
-        flaky_rate=flaky_rate,
-        flaky_in_session=_flaky_in_session(row),
-        cpu_count=cpu_count,
-    )
-    result = health.compute_health(kpis)
+    result = health.run_health(row, history, flaky_count=flaky_count, cpu_count=cpu_count)
     return result.score, result.to_dict(), "computed"
 
 
