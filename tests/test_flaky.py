@@ -16,6 +16,7 @@ from pytest_p3monitor.flaky import (
     FlakyResult,
     classify,
     classify_all,
+    flaky_count_of_run,
     fold_record,
     fold_session,
     rank,
@@ -488,3 +489,16 @@ def test_fold_record_keeps_window_and_ends_with_the_session(
     assert folded[-1].run_id == "now"
     assert folded[-1].outcome == outcome
     assert folded[:-1] == rows[len(rows) - len(folded) + 1 :]
+
+
+def test_flaky_count_of_run_counts_the_runs_own_tests() -> None:
+    """flaky_rate is a share of one run's tests: a flaky test without a result in that run
+    is not one of them."""
+    flaky = history(("c1", "PFPFPPFPPFPP"))  # run-1 .. run-12
+    assert classify("t::flaky", flaky).is_flaky
+    short = flaky[:6]  # the same flips, but no result in run-12
+    histories = [("t::flaky", flaky), ("t::gone", short)]
+    assert classify("t::gone", short).is_flaky
+    assert flaky_count_of_run("run-12", histories) == 1
+    assert flaky_count_of_run("run-3", histories) == 2
+    assert flaky_count_of_run("run-99", histories) == 0

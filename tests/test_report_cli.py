@@ -495,6 +495,26 @@ def test_a_run_without_stored_health_gets_it_computed(
     assert "resource peaks\n\nnot sampled" in out
 
 
+def test_computed_health_counts_the_runs_own_flaky_tests(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As `p3monitor health`: a flaky test the run did not have is not in its flaky_rate."""
+    path = str(tmp_path / "bare.db")
+    store = open_store(path)
+    now = time.time()
+    for i in range(4):
+        run = RunInfo(run_id=f"bare{i}", started_at=now - 100 + i, finished_at=now - 90 + i)
+        tests = [TestRecord(nodeid="t.py::test_ok", outcome="passed")]
+        if i < 3:  # passed on a rerun, three times: flaky
+            tests.append(TestRecord(nodeid="t.py::test_flip", outcome="passed", reruns=1))
+        store.save_run(run, tests, {})
+    store.close()
+    data = report_json(path, capsys)
+    assert data["health_source"] == "computed"
+    assert [f["nodeid"] for f in data["flaky"]] == ["t.py::test_flip"]  # the store's
+    assert data["health"]["kpis"]["test_stability"]["value"] == 100.0  # the run's: none
+
+
 def test_report_of_real_sessions(
     pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
 ) -> None:

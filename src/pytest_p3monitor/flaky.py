@@ -411,6 +411,17 @@ def classify_all(
         yield classify(nodeid, rows, params)
 
 
+def flaky_count_of_run(
+    run_id: str,
+    histories: Iterable[tuple[str, Sequence[HistoryRow]]],
+    params: FlakyParams = DEFAULT_PARAMS,
+) -> int:
+    """How many of one run's tests are flaky: those of ``histories`` with a result in the run
+    (``flaky_rate`` is a share of the run's own tests, not of the store's)."""
+    own = ((n, rows) for n, rows in histories if any(row.run_id == run_id for row in rows))
+    return sum(1 for r in classify_all(own, params) if r.is_flaky)
+
+
 def rank(results: Iterable[FlakyResult]) -> list[FlakyResult]:
     """Flaky tests first, highest score first; then the others by status, score, nodeid."""
     order = {status: i for i, status in enumerate(STATUSES)}

@@ -12,7 +12,7 @@ import argparse
 from typing import Any
 
 from .. import health
-from ..flaky import classify_all
+from ..flaky import flaky_count_of_run
 from ..records import RunRow
 from ..report.json_report import iso
 from ..rules import RuleError, RuleResult, evaluate, format_value, parse_rule, report_metrics
@@ -151,16 +151,8 @@ def run(args: argparse.Namespace) -> int:
         if stored_count is not None:
             flaky_count = int(stored_count)
         else:
-            own = current.run.run_id
-            flaky_count = sum(
-                1
-                for r in classify_all(
-                    (nodeid, rows_)
-                    for nodeid, rows_ in store.failing_histories(FLAKY_WINDOW, branch)
-                    if any(row.run_id == own for row in rows_)
-                )
-                if r.is_flaky
-            )
+            histories = store.failing_histories(FLAKY_WINDOW, branch)
+            flaky_count = flaky_count_of_run(current.run.run_id, histories)
     result = health.run_health(
         current,
         history,

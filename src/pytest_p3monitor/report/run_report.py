@@ -69,7 +69,7 @@ def stored_health(
     The health the session stored with the run (``source`` ``"stored"``), computed with the
     session's targets and weights. A run stored without one (its session ran without the
     gates) gets it computed here as ``p3monitor health`` computes it, from the runs before it
-    and the flaky tests of the store (``"computed"``).
+    and its own flaky tests (``"computed"``).
     """
     kept = row.metrics.get("health")
     if has_stored_health(row) and isinstance(kept, Mapping):
@@ -130,10 +130,10 @@ def build_stored(
     ``tests``: the run's results (``Store.run_tests``). ``history``: the runs before it,
     newest first (only read when the run has no stored health). ``trend_rows``: the runs of
     the 30 days up to it (``Store.trend_runs``; later runs are left out). ``flaky``: the
-    verdicts of the history (``flaky.classify_all``); ``flaky_count`` the number of flaky
-    tests when ``flaky`` holds only some. Besides the schema's keys: ``health_source``
-    (``stored`` / ``computed``) and ``trend_days``, one entry per day with runs among the
-    last ``trend_days`` days (as ``p3monitor trends`` gives them).
+    verdicts of the history (``flaky.classify_all``); ``flaky_count`` how many of the run's
+    own tests are flaky (default: those of ``flaky`` among its tests). Besides the schema's
+    keys: ``health_source`` (``stored`` / ``computed``) and ``trend_days``, one entry per
+    day with runs among the last ``trend_days`` days (as ``p3monitor trends`` gives them).
     """
     report = json_report.build(row.run, tests)
     stored_metrics = _mapping(row.metrics.get("metrics"))
@@ -144,8 +144,9 @@ def build_stored(
         reliability[key] = getattr(row, key)
     rate = row.success_rate
     reliability["success_rate"] = None if rate is None else round(rate, 4)
-    if flaky_count is None:
-        flaky_count = sum(1 for r in flaky if r.is_flaky)
+    if flaky_count is None:  # the run's own flaky tests: flaky_rate is a share of its tests
+        own_tests = {t.nodeid for t in tests}
+        flaky_count = sum(1 for r in flaky if r.is_flaky and r.nodeid in own_tests)
     score, health_data, source = stored_health(row, history, flaky_count, cpu_count)
     report["health_score"] = score
     report["health"] = _merge(report["health"], health_data)
