@@ -177,12 +177,11 @@ class RecordBuilder:
             # phase of the attempt reports a rerun (the call and then the teardown, say);
             # ``rerun`` numbers the attempts from 0, so count attempts, not reports.
             attempt = attrs.get("rerun")
-            if not isinstance(attempt, int):  # (older versions: one report an attempt)
-                rec.reruns += 1
-                rec.message = short_message(report)
-            elif attempt >= rec.reruns:
+            if not isinstance(attempt, int):  # older versions: one report an attempt
+                attempt = rec.reruns
+            if attempt >= rec.reruns:  # the attempt's first failure
                 rec.reruns = attempt + 1
-                rec.message = short_message(report)  # the attempt's first failure
+                rec.message = short_message(report)
             # The attempt's subtests go with it (pytest-rerunfailures drops them too).
             rec.subtests_failed = 0
             self._unfinished.add(rec.nodeid)  # until the next attempt ends
